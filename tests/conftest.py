@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aioresponses import aioresponses
+from aioresponses import core as aioresponses_core
+
+from uphance_async import RetryPolicy, UphanceClient
+from uphance_async.testing import FakeUphance
+
+FAST_RETRY = RetryPolicy(max_attempts=5, backoff=0.001, max_backoff=0.01, max_retry_after=0.05)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeUphance]:
+    async with FakeUphance(customers=250, page_size=100, seed=7) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def client(server: FakeUphance) -> AsyncIterator[UphanceClient]:
+    async with UphanceClient(token=server.token, base_url=server.url, retry=FAST_RETRY) as api:
+        yield api
+
+
+class _IdleWriter:
+    """Stands in for the request writer aiohttp >= 3.14 hands every ClientResponse."""
+
+    output_size = 0
+
+
+class _CompatResponse(ClientResponse):
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _IdleWriter())
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
+    """aioresponses, made to build responses the way aiohttp 3.14 requires.
+
+    aioresponses 0.7.x predates aiohttp 3.14's required ``stream_writer`` argument
+    (pnuckowski/aioresponses#289); aiohttp 3.14 is a security release, so we keep it and adapt
+    the mock instead.
+    """
+    if "stream_writer" in inspect.signature(ClientResponse.__init__).parameters:
+        monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
+    with aioresponses() as mock:
+        yield mock

@@ -1,0 +1,47 @@
+"""uphance-async: an async client for the Uphance Customer API.
+
+>>> from uphance_async import UphanceClient
+"""
+
+from ._convert import converter
+from ._retry import RetryPolicy
+from ._version import __version__
+from .client import UphanceClient
+from .models import (
+    Address,
+    Agent,
+    Contact,
+    Customer,
+    Invoice,
+    LastOrder,
+    NewAddress,
+    NewContact,
+    NewCustomer,
+    OutstandingAmount,
+    PurchaseAmount,
+)
+from .pagination import Checkpoint, Page, PageMeta, StreamStats
+from .resources.customers import CustomerStream
+
+__all__ = [
+    "Address",
+    "Agent",
+    "Checkpoint",
+    "Contact",
+    "Customer",
+    "CustomerStream",
+    "Invoice",
+    "LastOrder",
+    "NewAddress",
+    "NewContact",
+    "NewCustomer",
+    "OutstandingAmount",
+    "Page",
+    "PageMeta",
+    "PurchaseAmount",
+    "RetryPolicy",
+    "StreamStats",
+    "UphanceClient",
+    "__version__",
+    "converter",
+]

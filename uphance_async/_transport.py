@@ -1,0 +1,286 @@
+"""One request: authorization, the limiter, retries, error mapping and JSON decoding.
+
+The protocol parts (error mapping, message extraction, path encoding) are plain functions; the
+I/O is :meth:`Transport.request`. Nothing here knows about customers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+import orjson
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from ._auth import Auth
+from ._ratelimit import Limiter
+from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseTooLargeError,
+    ResponseValidationError,
+    ServerError,
+    UnprocessableEntityError,
+)
+
+logger = logging.getLogger("uphance_async")
+
+Observer = Callable[[str], None]
+"""Called with ``"retry"`` before each retry and ``"throttled"`` on each 429."""
+
+_STATUS_ERRORS: Final[dict[int, type[APIStatusError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+_EXCERPT = 300
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def path_of(*segments: str | int) -> str:
+    """``/a/b/c`` from segments, each percent-encoded whole so none can add a path or a query."""
+    return "".join("/" + quote(str(segment), safe="") for segment in segments)
+
+
+def error_message(body: bytes) -> str:
+    """A short human message from an error body: JSON ``error``/``errors``/``message``, or text."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error_description", "message", "error", "errors"):
+            value = data.get(key)
+            if value:
+                return _flatten(value)[:_EXCERPT]
+    if "<" in text and ">" in text:
+        text = _TAG.sub(" ", text)
+    return _SPACE.sub(" ", text).strip()[:_EXCERPT]
+
+
+def _flatten(value: Any) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {_flatten(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return ", ".join(_flatten(item) for item in value)
+    return str(value)
+
+
+def status_error(
+    status: int, method: str, path: str, body: bytes, headers: Mapping[str, str]
+) -> APIStatusError:
+    """The typed error for an answer with a failing ``status``."""
+    detail = error_message(body)
+    reason = f"HTTP {status} for {method} {path}" + (f": {detail}" if detail else "")
+    fields: dict[str, Any] = {
+        "status": status,
+        "method": method,
+        "path": path,
+        "body": body[:_EXCERPT].decode("utf-8", "replace"),
+        "headers": headers,
+        "request_id": headers.get("X-Request-Id") or headers.get("X-Request-ID"),
+    }
+    if status == 429:
+        return RateLimitError(
+            reason, retry_after=parse_retry_after(headers.get("Retry-After")), **fields
+        )
+    kind = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else APIStatusError)
+    return kind(reason, **fields)
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way the policy may retry; ``error`` is what to raise if not."""
+
+    def __init__(self, error: Exception, *, sent: bool, retry_after: float | None = None) -> None:
+        self.error = error
+        self.sent = sent
+        self.retry_after = retry_after
+
+
+class Transport:
+    """Sends requests for one client. ``session`` is called for the live aiohttp session."""
+
+    def __init__(
+        self,
+        *,
+        base_url: URL,
+        session: Callable[[], aiohttp.ClientSession],
+        auth: Auth,
+        limiter: Limiter,
+        retry: RetryPolicy,
+        timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str],
+        max_response_bytes: int,
+    ) -> None:
+        self._base = str(base_url).rstrip("/")
+        self._session = session
+        self._auth = auth
+        self.limiter = limiter
+        self.retry = retry
+        self._timeout = timeout
+        self._headers = dict(headers)
+        self._max_bytes = max_response_bytes
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        observer: Observer | None = None,
+    ) -> Any:
+        """Send one request, with retries; the decoded JSON answer (``None`` for an empty body)."""
+        url = URL(self._base + path, encoded=True)
+        data = orjson.dumps(json) if json is not None else None
+        attempt = 0
+        renewed = False
+        while True:
+            attempt += 1
+            authorization = await self._auth.authorization()
+            try:
+                return await self._attempt(method, url, path, params, data, authorization)
+            except AuthenticationError:
+                if renewed or not await self._auth.renew(authorization):
+                    raise
+                renewed = True
+                attempt -= 1
+            except _Retryable as failure:
+                retriable = method in IDEMPOTENT_METHODS or not failure.sent
+                if isinstance(failure.error, RateLimitError):
+                    retriable = self.retry.should_retry_status(method, 429)
+                    if observer is not None:
+                        observer("throttled")
+                if not retriable or attempt >= self.retry.max_attempts:
+                    raise failure.error from None
+                wait = self.retry.delay(attempt, failure.retry_after)
+                logger.warning(
+                    "%s %s failed (%s); retry %d of %d in %.2f s",
+                    method,
+                    path,
+                    failure.error,
+                    attempt,
+                    self.retry.max_attempts - 1,
+                    wait,
+                )
+                if observer is not None:
+                    observer("retry")
+                await anyio.sleep(wait)
+
+    async def _attempt(
+        self,
+        method: str,
+        url: URL,
+        path: str,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        authorization: str,
+    ) -> Any:
+        headers = {**self._headers, "Authorization": authorization}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        sent = False
+        async with self.limiter.slot() as sent_at:
+            try:
+                async with self._session().request(
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                ) as response:
+                    sent = True
+                    body = await self._read(response, method, path)
+                    status = response.status
+                    response_headers: CIMultiDictProxy[str] = response.headers
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise _Retryable(
+                    APITimeoutError(f"{method} {path} timed out"), sent=sent or _sent(exc)
+                ) from None
+            except aiohttp.ClientConnectorError as exc:
+                raise _Retryable(
+                    APIConnectionError(f"{method} {path}: cannot connect ({exc.os_error})"),
+                    sent=False,
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise _Retryable(
+                    APIConnectionError(f"{method} {path}: {type(exc).__name__}: {exc}"), sent=True
+                ) from None
+        logger.debug("%s %s -> %d (%d bytes)", method, path, status, len(body))
+        if status == 429:
+            error = status_error(status, method, path, body, response_headers)
+            assert isinstance(error, RateLimitError)
+            retry_after = (
+                None
+                if error.retry_after is None
+                else min(error.retry_after, self.retry.max_retry_after)
+            )
+            self.limiter.throttled(sent_at, retry_after)
+            raise _Retryable(error, sent=False, retry_after=retry_after)
+        if status >= 300:
+            error = status_error(status, method, path, body, response_headers)
+            if self.retry.should_retry_status(method, status):
+                raise _Retryable(error, sent=True)
+            raise error
+        if not body.strip():
+            return None
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            excerpt = error_message(body)[:80]
+            raise _Retryable(
+                ResponseValidationError(
+                    f"{method} {path} answered {status} with a body that is not JSON: {excerpt!r}",
+                    method=method,
+                    url_path=path,
+                ),
+                sent=True,
+            ) from None
+
+    async def _read(self, response: aiohttp.ClientResponse, method: str, path: str) -> bytes:
+        declared = response.content_length
+        if declared is not None and declared > self._max_bytes:
+            raise self._too_large(method, path)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise self._too_large(method, path)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, method: str, path: str) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            f"{method} {path}: the answer exceeds max_response_bytes={self._max_bytes}",
+            method=method,
+            url_path=path,
+        )
+
+
+def _sent(exc: BaseException) -> bool:
+    # aiohttp's connect timeouts happen before a byte of the request left.
+    return not isinstance(exc, aiohttp.ConnectionTimeoutError)
+
+
+__all__ = ["Observer", "Transport", "error_message", "path_of", "status_error"]

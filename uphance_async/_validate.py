@@ -1,0 +1,32 @@
+"""Checks on what callers pass in, run before anything is sent."""
+
+from __future__ import annotations
+
+import re
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def is_email(value: object) -> bool:
+    """Whether ``value`` looks like an e-mail address: one ``@``, no white space or control."""
+    return (
+        isinstance(value, str)
+        and len(value) <= 254
+        and value.isprintable()
+        and _EMAIL.fullmatch(value) is not None
+    )
+
+
+def customer_id(value: object) -> int:
+    """``value`` if it is a positive int, else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"customer id must be a positive int, not {value!r}")
+    return value
+
+
+def email(value: object) -> str:
+    """``value`` if it looks like an e-mail address, else ``ValueError``."""
+    if not is_email(value):
+        raise ValueError(f"not an e-mail address: {value!r}")
+    assert isinstance(value, str)
+    return value

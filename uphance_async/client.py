@@ -1,0 +1,159 @@
+"""UphanceClient: the session, the limiter and the retry policy that every endpoint shares."""
+
+from __future__ import annotations
+
+import ipaddress
+import weakref
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from ._auth import Auth, StaticToken
+from ._ratelimit import Limiter
+from ._retry import RetryPolicy
+from ._transport import Transport
+from ._version import __version__
+from .errors import ClientClosedError
+from .pagination import PageStream
+from .resources.customers import CustomersAPI
+
+__all__ = ["DEFAULT_BASE_URL", "UphanceClient"]
+
+DEFAULT_BASE_URL = "https://api.uphance.com"
+USER_AGENT = f"uphance-async/{__version__} aiohttp/{aiohttp.__version__}"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _base_url(value: str | URL, allow_insecure: bool) -> URL:
+    url = URL(value)
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ValueError(f"base_url must be an absolute http(s) URL, not {str(value)!r}")
+    if url.query_string or url.fragment or url.user or url.password:
+        raise ValueError("base_url must not carry a query, a fragment or credentials")
+    if url.scheme == "http" and not allow_insecure and not _is_loopback(url.host):
+        raise ValueError(
+            f"base_url must use https:// (plain http only for loopback hosts, or with "
+            f"allow_insecure=True), not {str(value)!r}"
+        )
+    return url
+
+
+class UphanceClient:
+    """An async client for the Uphance API. Use it as ``async with UphanceClient(token=...)``.
+
+    One client holds one aiohttp session, one limiter (at most ``max_in_flight`` requests at once;
+    ``rate_limit`` requests per second when given, else a rate that adapts to the server's 429s)
+    and one :class:`RetryPolicy`; share it across the whole application rather than making one
+    per request. ``concurrency`` is how many pages a customer stream fetches at once by default.
+
+    Pass ``session=`` to use your own ``aiohttp.ClientSession``; the client then never closes
+    it. ``timeout`` bounds a whole request, ``connect_timeout`` the connection, in seconds.
+    Answers larger than ``max_response_bytes`` raise :class:`ResponseTooLargeError`. Redirects
+    are not followed: a 3xx answer raises :class:`APIStatusError`.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        base_url: str | URL = DEFAULT_BASE_URL,
+        session: aiohttp.ClientSession | None = None,
+        concurrency: int = 8,
+        max_in_flight: int = 16,
+        rate_limit: float | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_response_bytes: int = 8 * 1024 * 1024,
+        user_agent: str | None = None,
+        allow_insecure: bool = False,
+    ) -> None:
+        if token is None:
+            raise ValueError("token is required")
+        for name, number in (("concurrency", concurrency), ("max_in_flight", max_in_flight)):
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ValueError(f"{name} must be a positive int, not {number!r}")
+        for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+            if not isinstance(seconds, int | float) or seconds <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
+        if not isinstance(max_response_bytes, int) or max_response_bytes < 1024:
+            raise ValueError(
+                f"max_response_bytes must be an int >= 1024, not {max_response_bytes!r}"
+            )
+        self._auth: Auth = StaticToken(token)
+        self.base_url = _base_url(base_url, allow_insecure)
+        self.concurrency = concurrency
+        self._given_session = session
+        self._session: aiohttp.ClientSession | None = session
+        self._closed = False
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
+        self._streams: weakref.WeakSet[PageStream[Any]] = weakref.WeakSet()
+        self._transport = Transport(
+            base_url=self.base_url,
+            session=self._live_session,
+            auth=self._auth,
+            limiter=Limiter(max_in_flight, rate_limit),
+            retry=retry if retry is not None else RetryPolicy(),
+            timeout=self._timeout,
+            headers={"Accept": "application/json", "User-Agent": user_agent or USER_AGENT},
+            max_response_bytes=max_response_bytes,
+        )
+        self.customers = CustomersAPI(
+            self._transport, concurrency=lambda: self.concurrency, on_stream=self._streams.add
+        )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<UphanceClient {str(self.base_url)!r} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    @property
+    def rate_limit(self) -> float | None:
+        """The limiter's current rate cap in requests per second (``None``: no cap yet)."""
+        return self._transport.limiter.rate
+
+    def _live_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this UphanceClient is closed")
+        if self._session is None:
+            # Created here, inside the running loop, on the first request or in __aenter__.
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._transport.limiter.max_in_flight),
+            )
+        if self._session.closed:
+            raise ClientClosedError("the aiohttp session given to UphanceClient is closed")
+        return self._session
+
+    async def __aenter__(self) -> UphanceClient:
+        self._live_session()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every open stream and close the session (unless it was given). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for stream in list(self._streams):
+            await stream.aclose()
+        session, self._session = self._session, None
+        if session is not None and session is not self._given_session:
+            await session.close()

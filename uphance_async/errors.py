@@ -1,0 +1,145 @@
+"""The exceptions this library raises.
+
+Every error is an :class:`UphanceError`::
+
+    UphanceError
+    ├── ClientClosedError            the client was used after it was closed
+    ├── APIStatusError               the server answered with an error status
+    │   ├── BadRequestError          400
+    │   ├── AuthenticationError      401
+    │   ├── PermissionDeniedError    403
+    │   ├── NotFoundError            404
+    │   ├── UnprocessableEntityError 422
+    │   ├── RateLimitError           429
+    │   └── ServerError              5xx
+    ├── APIConnectionError           the request did not get an answer
+    │   └── APITimeoutError
+    └── ResponseValidationError      the answer is not of the expected shape
+        └── ResponseTooLargeError    the answer is larger than allowed
+
+No message, ``str()`` or ``repr()`` of these carries a token or a password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
+    "ServerError",
+    "UnprocessableEntityError",
+    "UphanceError",
+]
+
+
+class UphanceError(Exception):
+    """Base of every exception raised by uphance-async.
+
+    ``checkpoint`` is set when the error ends a customer stream: pass it to
+    ``client.customers.stream(resume=...)`` to carry on after the last page fully yielded.
+    """
+
+    checkpoint: Any = None
+
+
+class ClientClosedError(UphanceError, RuntimeError):
+    """The client was closed (or is closing) and cannot send requests."""
+
+
+class APIStatusError(UphanceError):
+    """The server answered with a status that is not a success.
+
+    ``body`` is a short excerpt of the response body, ``headers`` the response headers and
+    ``request_id`` the server's request id header when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        method: str,
+        path: str,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.method = method
+        self.path = path
+        self.body = body
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.request_id = request_id
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(status={self.status}, method={self.method!r}, path={self.path!r})"
+
+
+class BadRequestError(APIStatusError):
+    """400: the server could not understand the request."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the token is missing, wrong or expired, or sign-in was refused."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the token is valid but may not do this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such customer (or e-mail, or path)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the server rejected the request body; ``body`` says why."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests; ``retry_after`` is the server's wait in seconds, if it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """5xx: the server failed."""
+
+
+class APIConnectionError(UphanceError):
+    """The request got no answer: refused, reset, DNS failure, or a body cut off mid-way."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out (connecting or waiting for the answer)."""
+
+
+class ResponseValidationError(UphanceError):
+    """The answer is not JSON, or not of the expected shape; ``path`` names where (``$.a[0].b``)."""
+
+    def __init__(
+        self, message: str, *, path: str = "$", method: str = "", url_path: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.method = method
+        self.url_path = url_path
+
+
+class ResponseTooLargeError(ResponseValidationError):
+    """The answer is larger than the client's ``max_response_bytes``."""

@@ -1,0 +1,352 @@
+"""Pages, and the engine that streams every item of a paginated list.
+
+A :class:`PageStream` reads the first page alone to learn ``meta.total_pages``, then fetches the
+following pages concurrently and hands out their items in page order (or as pages arrive, with
+``ordered=False``). At most ``2 * concurrency`` pages are in flight or waiting, plus one handed
+over and the one being consumed, whatever the list's size: a slow page holds the window back
+rather than letting later pages pile up.
+
+The fetching runs in a task of its own, never in the consumer's: nothing is ever yielded from
+inside a task group or cancel scope (PEP 789). Leaving the loop, an exception in its body or
+cancelling the consumer stops the fetching: at once with ``async with`` or :meth:`aclose`, and
+otherwise as soon as the stream object is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, TypeVar
+
+import anyio
+import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .errors import UphanceError
+
+__all__ = ["Checkpoint", "Page", "PageMeta", "PageStream", "StreamStats"]
+
+T = TypeVar("T")
+
+
+@attrs.frozen(slots=True)
+class PageMeta:
+    """The ``meta`` object of a list answer. Any field may be ``None`` when the server omits it."""
+
+    current_page: int | None = None
+    next_page: int | None = None
+    prev_page: int | None = None
+    total_pages: int | None = None
+    total_count: int | None = None
+
+
+@attrs.frozen(slots=True)
+class Page(Generic[T]):
+    """One page of a list: its ``items`` and the server's ``meta``."""
+
+    items: tuple[T, ...]
+    meta: PageMeta = PageMeta()
+
+
+@attrs.frozen(slots=True)
+class Checkpoint:
+    """Where a stream stands: pass it as ``stream(resume=...)`` to carry on after a failure.
+
+    ``next_page`` is the first page not yet fully handed out; ``params`` are the stream's query
+    filters, so a resumed stream lists the same thing. It is plain data:
+    ``uphance_async.converter.unstructure(checkpoint)`` gives a JSON-ready dict and
+    ``converter.structure(data, Checkpoint)`` reads it back.
+    """
+
+    next_page: int
+    params: dict[str, str] = attrs.field(factory=dict)
+    items_yielded: int = 0
+
+
+@attrs.define(slots=True)
+class StreamStats:
+    """Counters of one stream, updated as it runs."""
+
+    pages_fetched: int = 0
+    items_yielded: int = 0
+    retries: int = 0
+    throttled: int = 0
+    duplicates_dropped: int = 0
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the first request to the end (or to now, while running)."""
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.monotonic()) - self.started
+
+    def observe(self, event: str) -> None:
+        """Count a transport event (``"retry"`` or ``"throttled"``)."""
+        if event == "retry":
+            self.retries += 1
+        elif event == "throttled":
+            self.throttled += 1
+
+
+FetchPage = Callable[[int, Callable[[str], None]], Awaitable[Page[T]]]
+"""Fetches one page by number, reporting transport events to the given observer."""
+
+
+@attrs.frozen(slots=True)
+class _Failure:
+    page: int
+    error: BaseException
+
+
+_Message = tuple[int, Page[Any]] | _Failure
+
+
+class PageStream(Generic[T]):
+    """Every item of a paginated list, fetched concurrently; an async iterator and context manager.
+
+    Items whose ``key`` was already handed out are dropped (page-number pagination repeats
+    records when the list changes during the crawl). ``stats`` counts what happened and
+    ``checkpoint`` says where to resume. An error that outlives the retries is raised after
+    every item of the pages before it, with ``error.checkpoint`` set.
+    """
+
+    def __init__(
+        self,
+        fetch: FetchPage[T],
+        *,
+        key: Callable[[T], Hashable],
+        concurrency: int,
+        start_page: int = 1,
+        ordered: bool = True,
+        params: dict[str, str] | None = None,
+        items_yielded: int = 0,
+        on_start: Callable[[PageStream[Any]], None] | None = None,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
+        if isinstance(start_page, bool) or not isinstance(start_page, int) or start_page < 1:
+            raise ValueError(f"start_page must be a positive int, not {start_page!r}")
+        self._fetch = fetch
+        self._key = key
+        self._concurrency = concurrency
+        self._ordered = ordered
+        self._params = dict(params or {})
+        self._on_start = on_start
+        self.stats = StreamStats()
+        self._base_yielded = items_yielded
+        self._seen: set[Hashable] = set()
+        self._next_page = start_page
+        self._done_pages: set[int] = set()
+        self._current: Page[T] | None = None
+        self._current_no = 0
+        self._index = 0
+        self._receive: MemoryObjectReceiveStream[_Message] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """Resume point: the first page whose items were not all handed out yet."""
+        return Checkpoint(
+            next_page=self._next_page,
+            params=dict(self._params),
+            items_yielded=self._base_yielded + self.stats.items_yielded,
+        )
+
+    def __aiter__(self) -> PageStream[T]:
+        return self
+
+    async def __aenter__(self) -> PageStream[T]:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def __anext__(self) -> T:
+        while True:
+            page = self._current
+            if page is not None:
+                while self._index < len(page.items):
+                    item = page.items[self._index]
+                    self._index += 1
+                    key = self._key(item)
+                    if key in self._seen:
+                        self.stats.duplicates_dropped += 1
+                        continue
+                    self._seen.add(key)
+                    self.stats.items_yielded += 1
+                    return item
+                # Asking for the next item means the consumer is done with this page.
+                self._page_done(self._current_no)
+                self._current = None
+            message = await self._next_message()
+            if isinstance(message, _Failure):
+                await self.aclose()
+                error = message.error
+                if isinstance(error, UphanceError):
+                    error.checkpoint = self.checkpoint
+                raise error
+            self._current_no, self._current = message
+            self._index = 0
+
+    async def _next_message(self) -> _Message:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._receive is None:
+            self._start()
+        assert self._receive is not None
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            await self.aclose()
+            raise StopAsyncIteration from None
+
+    def _page_done(self, number: int) -> None:
+        self._done_pages.add(number)
+        while self._next_page in self._done_pages:
+            self._done_pages.discard(self._next_page)
+            self._next_page += 1
+
+    def _start(self) -> None:
+        send, self._receive = anyio.create_memory_object_stream[_Message](1)
+        self.stats.started = time.monotonic()
+        pump = _Pump(
+            self._fetch,
+            key=self._key,
+            concurrency=self._concurrency,
+            ordered=self._ordered,
+            stats=self.stats,
+        )
+        # The pump must not hold a reference to this stream, so that dropping the stream
+        # (leaving an `async for` without `async with`) lets __del__ stop it.
+        self._pump = asyncio.get_running_loop().create_task(pump.run(self._next_page, send))
+        if self._on_start is not None:
+            self._on_start(self)
+
+    async def aclose(self) -> None:
+        """Stop fetching, and wait until every request of this stream has ended."""
+        self._closed = True
+        if self.stats.finished is None and self.stats.started is not None:
+            self.stats.finished = time.monotonic()
+        if self._receive is not None:
+            self._receive.close()
+        pump, self._pump = self._pump, None
+        if pump is not None and not pump.done():
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+    def __del__(self) -> None:
+        if self._receive is not None:
+            self._receive.close()
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+
+
+class _Pump(Generic[T]):
+    """Runs in its own task: fetches pages within the window and sends them on in order."""
+
+    def __init__(
+        self,
+        fetch: FetchPage[T],
+        *,
+        key: Callable[[T], Hashable],
+        concurrency: int,
+        ordered: bool,
+        stats: StreamStats,
+    ) -> None:
+        self._fetch = fetch
+        self._key = key
+        self._heads: set[Hashable] = set()
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._window = 2 * concurrency
+        self._ordered = ordered
+        self._stats = stats
+
+    async def _get(self, number: int) -> Page[T]:
+        async with self._limiter:
+            page = await self._fetch(number, self._stats.observe)
+        self._stats.pages_fetched += 1
+        return page
+
+    async def run(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            async with out:
+                await self._run(first, out)
+
+    async def _run(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
+        try:
+            page = await self._get(first)
+        except Exception as exc:
+            await out.send(_Failure(first, exc))
+            return
+        await out.send((first, page))
+        following = self._following(first, page)
+        if following is None:
+            return
+        last = max(following, page.meta.total_pages or 0)
+        stop_after = float("inf")
+        results_in, results = anyio.create_memory_object_stream[_Message](self._window)
+        async with results_in, results, anyio.create_task_group() as group:
+            waiting: dict[int, _Message | None] = {}
+            upcoming = following
+            deliver = following
+            while True:
+                while len(waiting) < self._window and upcoming <= min(last, stop_after):
+                    waiting[upcoming] = None
+                    group.start_soon(self._fetch_into, upcoming, results_in)
+                    upcoming += 1
+                if not waiting:
+                    break
+                message = await results.receive()
+                number = message.page if isinstance(message, _Failure) else message[0]
+                if not isinstance(message, _Failure):
+                    meta = message[1].meta
+                    nxt = self._following(number, message[1])
+                    if nxt is None:
+                        stop_after = min(stop_after, number)
+                    else:
+                        last = max(last, nxt, meta.total_pages or 0)
+                waiting[number] = message
+                ready = [number] if not self._ordered else []
+                while self._ordered and waiting.get(deliver) is not None:
+                    ready.append(deliver)
+                    deliver += 1
+                for done in ready:
+                    result = waiting.pop(done)
+                    assert result is not None
+                    if done > stop_after:
+                        continue
+                    await out.send(result)
+                    if isinstance(result, _Failure):
+                        group.cancel_scope.cancel()
+                        return
+                if self._ordered and deliver > stop_after:
+                    group.cancel_scope.cancel()
+                    return
+
+    async def _fetch_into(self, number: int, results: MemoryObjectSendStream[_Message]) -> None:
+        message: _Message
+        try:
+            message = (number, await self._get(number))
+        except Exception as exc:
+            message = _Failure(number, exc)
+        await results.send(message)
+
+    def _following(self, number: int, page: Page[T]) -> int | None:
+        """The page after ``number``: ``meta.next_page``; with no ``meta`` at all, ``number + 1``
+        until a page is empty or starts with an item already seen (the server ignores ``page``).
+        """
+        if page.meta != PageMeta():
+            return page.meta.next_page
+        if not page.items:
+            return None
+        head = self._key(page.items[0])
+        if head in self._heads:
+            return None
+        self._heads.add(head)
+        return number + 1

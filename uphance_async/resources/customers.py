@@ -1,0 +1,318 @@
+"""Every endpoint of the Uphance Customer API, as coroutines on ``client.customers``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, TypeVar, overload
+
+from .. import _validate
+from .._convert import body, structure, structure_hook, validation_error
+from .._transport import Observer, Transport, path_of
+from ..errors import NotFoundError, ResponseValidationError
+from ..models import Address, Contact, Customer, NewAddress, NewContact, NewCustomer
+from ..pagination import Checkpoint, Page, PageMeta, PageStream
+
+__all__ = ["CustomerStream", "CustomersAPI"]
+
+T = TypeVar("T")
+
+STATUSES = ("active", "inactive", "all")
+_PHONE = re.compile(r"\+?[0-9][0-9 ().\-]{2,30}")
+
+RawCustomer = dict[str, Any]
+
+
+class CustomerStream(PageStream[T]):
+    """Every customer of a listing, in page order: ``async for customer in stream``.
+
+    Works as ``async with client.customers.stream() as stream: async for c in stream: ...``
+    too, which stops all its requests as soon as the block is left.
+    """
+
+
+def _filters(status: str | None, agent_contact: str | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if status is not None:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)} or None, not {status!r}")
+        params["by_status"] = status
+    if agent_contact is not None:
+        if not (
+            _validate.is_email(agent_contact)
+            or (isinstance(agent_contact, str) and _PHONE.fullmatch(agent_contact.strip()))
+        ):
+            raise ValueError(f"agent_contact must be an e-mail or a phone, not {agent_contact!r}")
+        params["by_agents_contact"] = agent_contact.strip()
+    return params
+
+
+def _page_number(page: object) -> int:
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise ValueError(f"page must be a positive int, not {page!r}")
+    return page
+
+
+def _one_object(data: Any, names: Iterable[str], what: str, method: str, path: str) -> Any:
+    """The single record in an answer: bare, wrapped in one key, or the first of a list."""
+    if isinstance(data, dict):
+        if "id" in data:
+            return data
+        for name in names:
+            if isinstance(data.get(name), dict):
+                return data[name]
+        objects = [value for value in data.values() if isinstance(value, dict | list)]
+        if len(objects) == 1:
+            data = objects[0]
+    if isinstance(data, dict) and "id" in data:
+        return data
+    if isinstance(data, list):
+        if not data:
+            raise NotFoundError(
+                f"HTTP 404 for {method} {path}: the server answered an empty list",
+                status=404,
+                method=method,
+                path=path,
+            )
+        return data[0]
+    raise ResponseValidationError(f"{method} {path}: expected {what} object, got {_describe(data)}")
+
+
+def _list_of(data: Any, names: Iterable[str]) -> tuple[list[Any], str] | None:
+    """The list in an answer and its JSON path: a bare array, or under one key."""
+    if isinstance(data, list):
+        return data, "$"
+    if not isinstance(data, dict):
+        return None
+    for name in names:
+        if isinstance(data.get(name), list):
+            return data[name], f"$.{name}"
+    lists = [(key, value) for key, value in data.items() if isinstance(value, list)]
+    if len(lists) == 1:
+        return lists[0][1], f"$.{lists[0][0]}"
+    return None
+
+
+def _describe(data: Any) -> str:
+    if isinstance(data, dict):
+        return "an object with keys " + ", ".join(sorted(map(str, data))[:8])
+    return type(data).__name__ if data is not None else "an empty body"
+
+
+def _items(data: Any, names: Iterable[str], convert: Callable[[Any], T], cl: type) -> tuple[T, ...]:
+    found = _list_of(data, names)
+    if found is None:
+        raise ResponseValidationError(f"expected a list, got {_describe(data)}")
+    raw, where = found
+    items = []
+    for index, item in enumerate(raw):
+        try:
+            items.append(convert(item))
+        except Exception as exc:
+            raise validation_error(exc, cl, f"{where}[{index}]") from None
+    return tuple(items)
+
+
+@contextmanager
+def _answer_to(method: str, path: str) -> Iterator[None]:
+    """Name the request in any ResponseValidationError raised while reading its answer."""
+    try:
+        yield
+    except ResponseValidationError as error:
+        error.method, error.url_path = method, path
+        raise
+
+
+def _raw(item: Any) -> RawCustomer:
+    if not isinstance(item, dict) or "id" not in item:
+        raise TypeError("expected an object with an id")
+    return item
+
+
+def _meta(data: Any) -> PageMeta:
+    if not isinstance(data, dict) or data.get("meta") is None:
+        return PageMeta()
+    meta: PageMeta = structure(data["meta"], PageMeta, "$.meta")
+    return meta
+
+
+class CustomersAPI:
+    """The Customer API: ``client.customers``."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        concurrency: Callable[[], int],
+        on_stream: Callable[[PageStream[Any]], None],
+    ) -> None:
+        self._transport = transport
+        self._concurrency = concurrency
+        self._on_stream = on_stream
+        self._customer = structure_hook(Customer)
+
+    async def _get(
+        self, path: str, *, params: dict[str, str] | None = None, observer: Observer | None = None
+    ) -> Any:
+        return await self._transport.request("GET", path, params=params, observer=observer)
+
+    async def _page(
+        self,
+        number: int,
+        params: dict[str, str],
+        convert: Callable[[Any], T],
+        observer: Observer | None = None,
+    ) -> Page[T]:
+        path = "/customers"
+        query = {**params, "page": str(number)}
+        data = await self._get(path, params=query, observer=observer)
+        with _answer_to("GET", path):
+            return Page(items=_items(data, ("customers",), convert, Customer), meta=_meta(data))
+
+    async def page(
+        self, page: int = 1, *, status: str | None = None, agent_contact: str | None = None
+    ) -> Page[Customer]:
+        """One page of ``GET /customers``.
+
+        ``status`` is ``"active"`` (the API's default), ``"inactive"`` or ``"all"``;
+        ``agent_contact`` (an agent's e-mail or phone) keeps only that agent's customers.
+        """
+        return await self._page(_page_number(page), _filters(status, agent_contact), self._customer)
+
+    @overload
+    def stream(
+        self,
+        status: str | None = ...,
+        agent_contact: str | None = ...,
+        *,
+        concurrency: int | None = ...,
+        start_page: int = ...,
+        ordered: bool = ...,
+        resume: Checkpoint | None = ...,
+        raw: Literal[False] = ...,
+    ) -> CustomerStream[Customer]: ...
+
+    @overload
+    def stream(
+        self,
+        status: str | None = ...,
+        agent_contact: str | None = ...,
+        *,
+        concurrency: int | None = ...,
+        start_page: int = ...,
+        ordered: bool = ...,
+        resume: Checkpoint | None = ...,
+        raw: Literal[True],
+    ) -> CustomerStream[RawCustomer]: ...
+
+    def stream(
+        self,
+        status: str | None = None,
+        agent_contact: str | None = None,
+        *,
+        concurrency: int | None = None,
+        start_page: int = 1,
+        ordered: bool = True,
+        resume: Checkpoint | None = None,
+        raw: bool = False,
+    ) -> CustomerStream[Customer] | CustomerStream[RawCustomer]:
+        """Every customer of ``GET /customers``, fetching pages concurrently, in page order.
+
+        ``concurrency`` pages are requested at once (the client's default when ``None``), always
+        within the client's limiter. ``ordered=False`` hands out each page as soon as it arrives.
+        ``resume`` continues from a :class:`~uphance_async.pagination.Checkpoint` (the filters
+        come from it). ``raw=True`` yields the plain JSON dicts, for exports that re-serialise.
+        """
+        params = _filters(status, agent_contact)
+        first = _page_number(start_page)
+        yielded = 0
+        if resume is not None:
+            if not isinstance(resume, Checkpoint):
+                raise TypeError(f"resume must be a Checkpoint, not {type(resume).__name__}")
+            if (status is not None or agent_contact is not None) and params != resume.params:
+                raise ValueError("the filters given differ from those of the checkpoint")
+            params, first, yielded = dict(resume.params), resume.next_page, resume.items_yielded
+        limit = self._concurrency() if concurrency is None else concurrency
+        convert: Callable[[Any], Any] = _raw if raw else self._customer
+        key: Callable[[Any], Hashable] = _raw_key if raw else _customer_key
+
+        async def fetch(number: int, observer: Observer) -> Page[Any]:
+            return await self._page(number, params, convert, observer)
+
+        return CustomerStream(
+            fetch,
+            key=key,
+            concurrency=limit,
+            start_page=first,
+            ordered=ordered,
+            params=params,
+            items_yielded=yielded,
+            on_start=self._on_stream,
+        )
+
+    async def get(self, customer_id: int) -> Customer:
+        """``GET /customers/{id}``: one customer; :class:`NotFoundError` if there is none."""
+        path = path_of("customers", _validate.customer_id(customer_id))
+        return self._one(await self._get(path), ("customer",), Customer, "GET", path)
+
+    async def get_by_email(self, email: str) -> Customer:
+        """``GET /customers/{email}``: the customer one of whose contacts has this e-mail."""
+        path = path_of("customers", _validate.email(email))
+        return self._one(await self._get(path), ("customer", "customers"), Customer, "GET", path)
+
+    async def contacts(self, customer_id: int) -> tuple[Contact, ...]:
+        """``GET /customers/{id}/contacts``: the customer's people."""
+        path = path_of("customers", _validate.customer_id(customer_id), "contacts")
+        return await self._list(path, ("contacts", "people"), Contact)
+
+    async def addresses(self, customer_id: int) -> tuple[Address, ...]:
+        """``GET /customers/{id}/addresses``: the customer's addresses."""
+        path = path_of("customers", _validate.customer_id(customer_id), "addresses")
+        return await self._list(path, ("addresses",), Address)
+
+    async def create(self, customer: NewCustomer) -> Customer:
+        """``POST /customers``: create a customer; the server's record of it."""
+        return await self._post(("customers",), customer, NewCustomer, ("customer",), Customer)
+
+    async def create_contact(self, customer_id: int, contact: NewContact) -> Contact:
+        """``POST /customers/{id}/create_contact``: add a contact person to a customer."""
+        segments = ("customers", _validate.customer_id(customer_id), "create_contact")
+        return await self._post(segments, contact, NewContact, ("contact", "person"), Contact)
+
+    async def create_address(self, customer_id: int, address: NewAddress) -> Address:
+        """``POST /customers/{id}/create_address``: add an address to a customer."""
+        segments = ("customers", _validate.customer_id(customer_id), "create_address")
+        return await self._post(segments, address, NewAddress, ("address",), Address)
+
+    async def _list(self, path: str, names: tuple[str, ...], cl: type[T]) -> tuple[T, ...]:
+        hook = structure_hook(cl)
+        data = await self._get(path)
+        with _answer_to("GET", path):
+            return _items(data, names, hook, cl)
+
+    async def _post(
+        self,
+        segments: tuple[str | int, ...],
+        payload: Any,
+        kind: type,
+        names: tuple[str, ...],
+        cl: type[T],
+    ) -> T:
+        if not isinstance(payload, kind):
+            raise TypeError(f"expected a {kind.__name__}, not {type(payload).__name__}")
+        path = path_of(*segments)
+        data = await self._transport.request("POST", path, json=body(payload))
+        return self._one(data, names, cl, "POST", path)
+
+    def _one(self, data: Any, names: tuple[str, ...], cl: type[T], method: str, path: str) -> T:
+        with _answer_to(method, path):
+            return structure(_one_object(data, names, cl.__name__, method, path), cl)
+
+
+def _customer_key(customer: Customer) -> Hashable:
+    return customer.id
+
+
+def _raw_key(customer: RawCustomer) -> Hashable:
+    return customer.get("id")
