@@ -36,9 +36,8 @@ async def export_jsonl(client: UphanceClient, output: Path, *, status: str | Non
 
 async def _demo(customers: int, latency: float, output: Path, concurrency: int) -> None:
     async with FakeUphance(customers=customers, page_size=100, latency=latency) as server:
-        async with UphanceClient(
-            token=server.token, base_url=server.url, concurrency=concurrency
-        ) as client:
+        client = UphanceClient(token=server.token, base_url=server.url, concurrency=concurrency)
+        async with client:
             started = time.perf_counter()
             stats = await export_jsonl(client, output, status="all")
             elapsed = time.perf_counter() - started
