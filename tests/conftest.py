@@ -16,6 +16,12 @@ FAST_RETRY = RetryPolicy(max_attempts=5, backoff=0.001, max_backoff=0.01, max_re
 
 
 @pytest.fixture
+def fast_retry() -> RetryPolicy:
+    """Retries with waits short enough for tests."""
+    return FAST_RETRY
+
+
+@pytest.fixture
 async def server() -> AsyncIterator[FakeUphance]:
     async with FakeUphance(customers=250, page_size=100, seed=7) as fake:
         yield fake

@@ -153,7 +153,7 @@ class UphanceClient:
             return
         self._closed = True
         for stream in list(self._streams):
-            await stream.aclose()
+            await stream._shutdown(ClientClosedError("the UphanceClient of this stream was closed"))
         session, self._session = self._session, None
         if session is not None and session is not self._given_session:
             await session.close()

@@ -126,6 +126,10 @@ class PageStream(Generic[T]):
         items_yielded: int = 0,
         on_start: Callable[[PageStream[Any]], None] | None = None,
     ) -> None:
+        self._receive: MemoryObjectReceiveStream[_Message] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._closed = False
+        self._closed_by: UphanceError | None = None
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
         if isinstance(start_page, bool) or not isinstance(start_page, int) or start_page < 1:
@@ -144,9 +148,6 @@ class PageStream(Generic[T]):
         self._current: Page[T] | None = None
         self._current_no = 0
         self._index = 0
-        self._receive: MemoryObjectReceiveStream[_Message] | None = None
-        self._pump: asyncio.Task[None] | None = None
-        self._closed = False
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -167,6 +168,8 @@ class PageStream(Generic[T]):
         await self.aclose()
 
     async def __anext__(self) -> T:
+        if self._closed_by is not None:
+            raise self._closed_by
         while True:
             page = self._current
             if page is not None:
@@ -195,7 +198,7 @@ class PageStream(Generic[T]):
 
     async def _next_message(self) -> _Message:
         if self._closed:
-            raise StopAsyncIteration
+            raise self._closed_by or StopAsyncIteration()
         if self._receive is None:
             self._start()
         assert self._receive is not None
@@ -228,7 +231,18 @@ class PageStream(Generic[T]):
             self._on_start(self)
 
     async def aclose(self) -> None:
-        """Stop fetching, and wait until every request of this stream has ended."""
+        """Stop fetching, and wait until every request of this stream has ended.
+
+        Iterating a closed stream ends at once (``StopAsyncIteration``), except after its
+        client was closed, which raises :class:`~uphance_async.errors.ClientClosedError`.
+        """
+        await self._shutdown(None)
+
+    async def _shutdown(self, reason: UphanceError | None) -> None:
+        if self._closed_by is None and reason is not None and not self._closed:
+            reason.checkpoint = self.checkpoint
+            self._closed_by = reason
+        self._current = None
         self._closed = True
         if self.stats.finished is None and self.stats.started is not None:
             self.stats.finished = time.monotonic()

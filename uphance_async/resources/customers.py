@@ -48,9 +48,9 @@ def _filters(status: str | None, agent_contact: str | None) -> dict[str, str]:
     return params
 
 
-def _page_number(page: object) -> int:
+def _page_number(page: object, name: str = "page") -> int:
     if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise ValueError(f"page must be a positive int, not {page!r}")
+        raise ValueError(f"{name} must be a positive int, not {page!r}")
     return page
 
 
@@ -225,7 +225,7 @@ class CustomersAPI:
         come from it). ``raw=True`` yields the plain JSON dicts, for exports that re-serialise.
         """
         params = _filters(status, agent_contact)
-        first = _page_number(start_page)
+        first = _page_number(start_page, "start_page")
         yielded = 0
         if resume is not None:
             if not isinstance(resume, Checkpoint):

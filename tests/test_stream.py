@@ -1,0 +1,311 @@
+"""The streaming engine through the real fake server: order, bounds, faults, limits, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from uphance_async import Checkpoint, Customer, RetryPolicy, UphanceClient, converter
+from uphance_async.errors import ClientClosedError, ServerError, UphanceError
+from uphance_async.testing import FAULTS, FakeUphance
+
+
+def stream_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks of the engine (the pump and its page fetches) still alive on this loop."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if "_Pump" in getattr(task.get_coro(), "__qualname__", "") and not task.done()
+    ]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def collect(stream: AsyncIterator[Customer]) -> list[int]:
+    return [customer.id async for customer in stream]
+
+
+@pytest.fixture
+async def tenant(request: pytest.FixtureRequest) -> AsyncIterator[FakeUphance]:
+    options = {"customers": 250, "page_size": 10, "seed": 11, **getattr(request, "param", {})}
+    async with FakeUphance(**options) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def api(tenant: FakeUphance, fast_retry: RetryPolicy) -> AsyncIterator[UphanceClient]:
+    async with UphanceClient(token=tenant.token, base_url=tenant.url, retry=fast_retry) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("customers", "page_size"), [(0, 100), (1, 100), (99, 100), (100, 100), (101, 100), (3000, 7)]
+)
+@pytest.mark.parametrize("concurrency", [1, 8])
+async def test_order_and_completeness(customers: int, page_size: int, concurrency: int) -> None:
+    async with FakeUphance(customers=customers, page_size=page_size, seed=2) as server:
+        client = UphanceClient(token=server.token, base_url=server.url)
+        async with client:
+            stream = client.customers.stream(status="all", concurrency=concurrency)
+            ids = await collect(stream)
+    assert ids == server.ids("all")
+    assert stream.stats.items_yielded == customers
+    assert stream.stats.pages_fetched == max(1, -(-customers // page_size))
+    assert stream.stats.duplicates_dropped == 0
+    assert stream.checkpoint.next_page == stream.stats.pages_fetched + 1
+
+
+async def test_pages_are_requested_concurrently_within_the_bound() -> None:
+    async with FakeUphance(customers=400, page_size=10, latency=0.02) as server:
+        client = UphanceClient(token=server.token, base_url=server.url)
+        async with client:
+            assert len(await collect(client.customers.stream(concurrency=5))) == len(server.ids())
+    assert server.max_in_flight == 5
+
+
+async def test_the_client_limit_caps_every_stream_together() -> None:
+    async with (
+        FakeUphance(customers=400, page_size=10, latency=0.01) as server,
+        UphanceClient(token=server.token, base_url=server.url, max_in_flight=3) as client,
+    ):
+        both = await asyncio.gather(
+            collect(client.customers.stream(concurrency=8)),
+            collect(client.customers.stream(status="all", concurrency=8)),
+        )
+    assert both == [server.ids(), server.ids("all")]
+    assert server.max_in_flight == 3
+
+
+@pytest.mark.parametrize("tenant", [{"latency": 0.01}], indirect=True)
+async def test_a_stalled_consumer_bounds_what_is_fetched(
+    tenant: FakeUphance, api: UphanceClient
+) -> None:
+    async with api.customers.stream(status="all", concurrency=3) as stream:
+        await anext(stream)
+        await asyncio.sleep(0.3)
+        fetched = stream.stats.pages_fetched
+    assert 6 <= fetched <= 2 * 3 + 3
+    assert not stream_tasks()
+
+
+async def test_break_inside_async_with_stops_everything(api: UphanceClient) -> None:
+    async with api.customers.stream(status="all") as stream:
+        async for _ in stream:
+            break
+    assert not stream_tasks()
+
+
+async def test_break_from_a_bare_loop_stops_everything(api: UphanceClient) -> None:
+    async for _ in api.customers.stream(status="all"):
+        break
+    gc.collect()
+    await settle()
+    assert not stream_tasks()
+
+
+async def test_an_exception_in_the_consumer_stops_everything(api: UphanceClient) -> None:
+    async def fail_on_first() -> None:
+        async for customer in api.customers.stream(status="all"):
+            raise KeyError(customer.id)
+
+    with pytest.raises(KeyError):
+        await fail_on_first()
+    gc.collect()
+    await settle()
+    assert not stream_tasks()
+
+
+@pytest.mark.parametrize("tenant", [{"latency": 0.05}], indirect=True)
+async def test_cancelling_the_consumer_stops_everything(api: UphanceClient) -> None:
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async with api.customers.stream(status="all") as stream:
+            async for _ in stream:
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not stream_tasks()
+
+
+async def test_closing_the_client_stops_its_streams(tenant: FakeUphance) -> None:
+    client = UphanceClient(token=tenant.token, base_url=tenant.url)
+    stream = client.customers.stream(status="all")
+    await anext(stream)
+    await client.aclose()
+    assert not stream_tasks()
+    with pytest.raises(ClientClosedError) as caught:
+        await anext(stream)
+    assert caught.value.checkpoint == Checkpoint(
+        next_page=1, params={"by_status": "all"}, items_yielded=1
+    )
+
+
+async def test_a_closed_stream_ends(api: UphanceClient) -> None:
+    stream = api.customers.stream(status="all")
+    await anext(stream)
+    await stream.aclose()
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+
+
+async def test_resume_from_a_checkpoint_gives_exactly_the_rest(
+    tenant: FakeUphance, api: UphanceClient
+) -> None:
+    everything = tenant.ids("all")
+    seen = []
+    async with api.customers.stream(status="all", concurrency=4) as stream:
+        async for customer in stream:
+            seen.append(customer.id)
+            if len(seen) == 57:
+                break
+    checkpoint = stream.checkpoint
+    assert checkpoint.next_page == 6
+    assert checkpoint.params == {"by_status": "all"}
+    assert checkpoint.items_yielded == 57
+    saved = converter.structure(converter.unstructure(checkpoint), Checkpoint)
+    rest = await collect(api.customers.stream(resume=saved))
+    assert rest == everything[50:]
+    with pytest.raises(ValueError, match="checkpoint"):
+        api.customers.stream(status="active", resume=saved)
+
+
+@pytest.mark.parametrize("tenant", [{"fault_rate": 0.3, "faults": ("503",)}], indirect=True)
+async def test_an_error_surfaces_after_earlier_pages_with_its_checkpoint(
+    tenant: FakeUphance,
+) -> None:
+    async with UphanceClient(
+        token=tenant.token, base_url=tenant.url, retry=RetryPolicy(max_attempts=1)
+    ) as client:
+        seen: list[int] = []
+        checkpoint: Checkpoint | None = None
+        # (items seen when the error came, the error's checkpoint), one entry per failure
+        failures: list[tuple[int, Checkpoint]] = []
+        while True:
+            stream = client.customers.stream(status="all", concurrency=4, resume=checkpoint)
+            try:
+                async for customer in stream:
+                    seen.append(customer.id)
+            except ServerError as error:
+                checkpoint = error.checkpoint
+                failures.append((len(seen), error.checkpoint))
+            else:
+                break
+    assert seen == tenant.ids("all")
+    assert failures
+    for count, failed_at in failures:
+        assert isinstance(failed_at, Checkpoint)
+        assert failed_at.items_yielded == count
+        assert count == (failed_at.next_page - 1) * tenant.page_size
+
+
+@pytest.mark.parametrize(
+    "tenant",
+    [{"fault_rate": 0.1, "seed": 5, "customers": 1000, "slow_seconds": 0.6}]
+    + [{"fault_rate": 0.3, "faults": (kind,), "slow_seconds": 0.6} for kind in FAULTS],
+    indirect=True,
+    ids=["all-at-10%", *(f"{kind}-at-30%" for kind in FAULTS)],
+)
+async def test_faults_lose_nothing(tenant: FakeUphance) -> None:
+    policy = RetryPolicy(max_attempts=8, backoff=0.001, max_backoff=0.01)
+    async with UphanceClient(
+        token=tenant.token, base_url=tenant.url, retry=policy, timeout=0.3
+    ) as client:
+        stream = client.customers.stream(status="all", concurrency=6)
+        ids = await collect(stream)
+    assert ids == tenant.ids("all")
+    # aiohttp itself retries a GET once when a reused connection turns out closed ("drop").
+    assert 0 < stream.stats.retries <= tenant.faults_injected
+    for _ in range(100):  # a "slow" answer is recorded when it ends, after the client gave up
+        if not tenant.in_flight:
+            break
+        await asyncio.sleep(0.02)
+    assert {r.fault for r in tenant.requests} - {None} == set(tenant.faults)
+
+
+@pytest.mark.parametrize("tenant", [{"rate_limit": 40.0, "rate_burst": 4}], indirect=True)
+async def test_a_server_rate_limit_is_honoured(tenant: FakeUphance) -> None:
+    policy = RetryPolicy(max_attempts=8, backoff=0.01, max_backoff=0.1, max_retry_after=0.2)
+    async with UphanceClient(token=tenant.token, base_url=tenant.url, retry=policy) as client:
+        assert client.rate_limit is None
+        stream = client.customers.stream(status="all", concurrency=8)
+        ids = await collect(stream)
+        assert client.rate_limit is not None
+    assert ids == tenant.ids("all")
+    assert stream.stats.throttled == tenant.throttled > 0
+    assert tenant.throttled < len(tenant.requests) / 2
+
+
+async def test_records_shifted_by_inserts_are_not_yielded_twice(
+    tenant: FakeUphance, api: UphanceClient
+) -> None:
+    before = tenant.ids("all")
+    added: list[int] = []
+
+    def grow(server: FakeUphance) -> None:
+        if len(server.requests) in (3, 9, 15):
+            added.extend(server.insert_customers(4, at=0))
+
+    tenant.on_request = grow
+    stream = api.customers.stream(status="all", concurrency=3)
+    ids = await collect(stream)
+    assert len(ids) == len(set(ids))
+    assert set(before) <= set(ids)
+    assert stream.stats.duplicates_dropped > 0
+    assert stream.stats.pages_fetched > 25
+
+
+async def test_a_shrinking_tenant_ends_cleanly(tenant: FakeUphance, api: UphanceClient) -> None:
+    def shrink(server: FakeUphance) -> None:
+        if len(server.requests) == 5:
+            server.delete_customers(60, at=200)
+
+    tenant.on_request = shrink
+    ids = await collect(api.customers.stream(status="all", concurrency=2))
+    assert len(ids) == len(set(ids))
+    assert set(ids) >= set(tenant.ids("all"))
+
+
+async def test_unordered_streams_deliver_everything_once(
+    tenant: FakeUphance, api: UphanceClient
+) -> None:
+    ids = await collect(api.customers.stream(status="all", ordered=False))
+    assert sorted(ids) == sorted(tenant.ids("all"))
+    assert len(ids) == len(set(ids))
+
+
+async def test_raw_streams_yield_dicts(tenant: FakeUphance, api: UphanceClient) -> None:
+    records = [record async for record in api.customers.stream(status="all", raw=True)]
+    assert [record["id"] for record in records] == tenant.ids("all")
+    assert records[0] == tenant.customer(records[0]["id"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"start_page": 0}, "start_page"),
+        ({"status": "deleted"}, "status"),
+    ],
+)
+def test_bad_stream_arguments(api: UphanceClient, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        api.customers.stream(**kwargs)
+
+
+async def test_an_error_on_the_first_page_is_raised(tenant: FakeUphance) -> None:
+    async with UphanceClient(token="wrong", base_url=tenant.url) as client:
+        with pytest.raises(UphanceError) as caught:
+            await collect(client.customers.stream())
+    assert caught.value.checkpoint == Checkpoint(next_page=1, params={})
