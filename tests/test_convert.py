@@ -154,6 +154,7 @@ def test_nulls_and_unknown_keys_are_accepted() -> None:
         (0.1, Decimal("0.1")),
         ("", None),
         (None, None),
+        ("1e3", Decimal("1E+3")),
     ],
 )
 def test_money_becomes_decimal(raw: Any, expected: Decimal | None) -> None:
@@ -213,6 +214,11 @@ def test_numbers_and_booleans_in_strings_are_read() -> None:
         ),
         ({"id": 1, "addresses": "none"}, "$.addresses"),
         ({"id": 1, "name": {"first": "x"}}, "$.name"),
+        ({"id": 1, "outstanding_amounts": [{"amount": "NaN"}]}, "$.outstanding_amounts[0].amount"),
+        (
+            {"id": 1, "outstanding_amounts": [{"amount": "-Infinity"}]},
+            "$.outstanding_amounts[0].amount",
+        ),
     ],
 )
 def test_bad_values_name_their_json_path(data: dict[str, Any], path: str) -> None:
@@ -344,3 +350,46 @@ def test_checkpoints_round_trip_through_json() -> None:
     checkpoint = Checkpoint(next_page=4, params={"by_status": "all"}, items_yielded=300)
     text = json.dumps(converter.unstructure(checkpoint))
     assert converter.structure(json.loads(text), Checkpoint) == checkpoint
+
+
+def _thorough(data: Any) -> Customer:
+    from cattrs.gen import make_dict_structure_fn
+
+    result: Customer = make_dict_structure_fn(Customer, converter)(data, Customer)
+    return result
+
+
+@pytest.mark.parametrize("customer_id", range(2000, 2300, 7))
+def test_the_fast_path_agrees_with_cattrs(customer_id: int) -> None:
+    record = _data.customer(customer_id, seed=9)
+    assert structure(record, Customer) == _thorough(record)
+
+
+_scalar = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.floats()
+
+
+@given(
+    st.fixed_dictionaries(
+        {"id": st.integers(min_value=1) | st.text(alphabet="0123456789", min_size=1, max_size=5)},
+        optional={
+            "name": _scalar,
+            "orders_count": _scalar,
+            "last_order": st.none()
+            | st.fixed_dictionaries({"id": st.integers(), "status": _scalar}),
+            "invoices": st.none()
+            | st.lists(st.fixed_dictionaries({"id": st.integers(), "subtotal": _scalar})),
+            "people": st.none()
+            | st.lists(st.fixed_dictionaries({"id": st.integers(), "buyer": _scalar})),
+        },
+    )
+)
+def test_fast_and_thorough_paths_agree_on_odd_input(data: dict[str, Any]) -> None:
+    try:
+        expected: Customer | None = _thorough(data)
+    except Exception:
+        expected = None
+    if expected is None:
+        with pytest.raises(ResponseValidationError):
+            structure(data, Customer)
+    else:
+        assert structure(data, Customer) == expected

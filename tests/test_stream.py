@@ -309,3 +309,17 @@ async def test_an_error_on_the_first_page_is_raised(tenant: FakeUphance) -> None
         with pytest.raises(UphanceError) as caught:
             await collect(client.customers.stream())
     assert caught.value.checkpoint == Checkpoint(next_page=1, params={})
+
+
+@pytest.mark.parametrize("keys", [range(0, 300_000, 3), range(90_000, 0, -7)])
+def test_seen_keys_are_exact_across_settled_runs(keys: range) -> None:
+    from uphance_async.pagination import _SeenKeys
+
+    seen = _SeenKeys()
+    assert all(seen.add(key) for key in keys)
+    assert not any(seen.add(key) for key in keys)
+    assert seen.add(-1)
+    assert seen.add(2**70)
+    assert not seen.add(2**70)
+    assert seen.add("a")
+    assert not seen.add("a")

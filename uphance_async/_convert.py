@@ -18,8 +18,21 @@ import cattrs
 from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from . import _fastpath
 from .errors import ResponseValidationError
-from .models import NewAddress, NewContact, NewCustomer
+from .models import (
+    Address,
+    Agent,
+    Contact,
+    Customer,
+    Invoice,
+    LastOrder,
+    NewAddress,
+    NewContact,
+    NewCustomer,
+    OutstandingAmount,
+    PurchaseAmount,
+)
 
 T = TypeVar("T")
 
@@ -66,15 +79,19 @@ def _structure_decimal(value: Any, _: type) -> Decimal | None:
         if not value.strip():
             return None
         try:
-            return Decimal(value.strip())
+            amount = Decimal(value.strip())
         except InvalidOperation:
             raise ValueError(f"not a decimal number: {value!r}") from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    if isinstance(value, float):
+    elif isinstance(value, int) and not isinstance(value, bool):
+        amount = Decimal(value)
+    elif isinstance(value, float):
         # repr() keeps the shortest decimal form ("0.1", not 0.1000000000000000055...).
-        return Decimal(repr(value))
-    raise TypeError(f"expected a decimal number, got {value!r}")
+        amount = Decimal(repr(value))
+    else:
+        raise TypeError(f"expected a decimal number, got {value!r}")
+    if not amount.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    return amount
 
 
 def _structure_datetime(value: Any, _: type) -> datetime | None:
@@ -152,6 +169,36 @@ for _body, _names in _WIRE_NAMES.items():
     converter.register_structure_hook(_body, make_dict_structure_fn(_body, converter, **_overrides))
 
 
+def _fast_or_thorough(cl: type[T], fast: Callable[[Any], T]) -> Callable[[Any], T]:
+    thorough = make_dict_structure_fn(cl, converter)
+
+    def structure_one(data: Any) -> T:
+        try:
+            return fast(data)
+        except Exception:
+            if not isinstance(data, Mapping):
+                raise TypeError(f"expected an object, got {type(data).__name__}") from None
+            return thorough(data, cl)
+
+    return structure_one
+
+
+# Leaves first: each class's functions call those of the classes it holds.
+_HOOKS: dict[type, Callable[[Any], Any]] = {}
+for _model in (
+    LastOrder,
+    OutstandingAmount,
+    PurchaseAmount,
+    Invoice,
+    Contact,
+    Address,
+    Agent,
+    Customer,
+):
+    _HOOKS[_model] = _fast_or_thorough(_model, _fastpath.build(_model, _HOOKS))
+    converter.register_structure_hook(_model, lambda data, _, one=_HOOKS[_model]: one(data))
+
+
 def body(value: Any) -> dict[str, Any]:
     """The JSON body for a request model, in the wire's names, without ``None`` fields."""
     result: dict[str, Any] = converter.unstructure(value)
@@ -171,15 +218,17 @@ def structure_hook(cl: type[T]) -> Callable[[Any], T]:
 
     Its failures are cattrs errors; pass them to :func:`validation_error`.
     """
-    hook = converter.get_structure_hook(cl)
+    hook = _HOOKS.get(cl)
+    if hook is None:
+        generic = converter.get_structure_hook(cl)
 
-    def structure_one(data: Any) -> T:
-        if not isinstance(data, Mapping):
-            raise TypeError(f"expected an object, got {type(data).__name__}")
-        result: T = hook(data, cl)
-        return result
+        def hook(data: Any) -> T:
+            if not isinstance(data, Mapping):
+                raise TypeError(f"expected an object, got {type(data).__name__}")
+            result: T = generic(data, cl)
+            return result
 
-    return structure_one
+    return hook
 
 
 def validation_error(exc: BaseException, cl: type, path: str) -> ResponseValidationError:

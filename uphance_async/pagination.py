@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from array import array
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -92,6 +94,83 @@ class StreamStats:
             self.throttled += 1
 
 
+class _SeenKeys:
+    """Every key a stream handed out, in little memory whatever the stream's length.
+
+    A set of a million ints costs about 60 MB; here int keys settle, 8192 at a time, into sorted
+    arrays of 8 bytes a key (each run at most 65536 keys, so settling never copies more), and
+    only the latest batch stays a set. Other keys stay in a set.
+    """
+
+    _BATCH = 8192
+    _RUN = 65536
+
+    def __init__(self) -> None:
+        self._recent: set[int] = set()
+        self._runs: list[array[int]] = []
+        self._others: set[Hashable] = set()
+
+    def fresh(self, items: Sequence[T], key: Callable[[T], Hashable]) -> Sequence[T]:
+        """The ``items`` whose key was not seen before, in order; remembers their keys."""
+        keys = list(map(key, items))
+        if self._all_new(keys):
+            self._recent.update(keys)  # type: ignore[arg-type]  # _all_new checked: all ints
+            if len(self._recent) >= self._BATCH:
+                self._settle()
+            return items
+        return [item for item, item_key in zip(items, keys, strict=True) if self.add(item_key)]
+
+    def _all_new(self, keys: list[Hashable]) -> bool:
+        """Whether ``keys`` are distinct, all int64 and none seen: the usual page, checked
+        in a few C-level passes instead of one call per key."""
+        if not keys:
+            return True
+        distinct = set(keys)
+        if len(distinct) != len(keys) or not distinct.isdisjoint(self._recent):
+            return False
+        if not all(type(key) is int for key in keys):
+            return False
+        ints: list[int] = keys  # type: ignore[assignment]
+        low, high = min(ints), max(ints)
+        if low < -(2**63) or high >= 2**63:
+            return False
+        for run in self._runs:
+            if high < run[0] or low > run[-1]:
+                continue
+            for key in ints:
+                index = bisect_left(run, key)
+                if index < len(run) and run[index] == key:
+                    return False
+        return True
+
+    def add(self, key: Hashable) -> bool:
+        """Remember ``key``; False when it was already there."""
+        if type(key) is not int or not -(2**63) <= key < 2**63:
+            if key in self._others:
+                return False
+            self._others.add(key)
+            return True
+        if key in self._recent:
+            return False
+        for run in self._runs:
+            index = bisect_left(run, key)
+            if index < len(run) and run[index] == key:
+                return False
+        self._recent.add(key)
+        if len(self._recent) >= self._BATCH:
+            self._settle()
+        return True
+
+    def _settle(self) -> None:
+        batch = sorted(self._recent)
+        self._recent = set()
+        if self._runs and len(self._runs[-1]) + len(batch) <= self._RUN:
+            # Two sorted runs: timsort merges them in one linear pass.
+            self._runs[-1] = array("q", sorted([*self._runs[-1], *batch]))
+        else:
+            self._runs.append(array("q", batch))
+
+
 FetchPage = Callable[[int, Callable[[str], None]], Awaitable[Page[T]]]
 """Fetches one page by number, reporting transport events to the given observer."""
 
@@ -142,11 +221,11 @@ class PageStream(Generic[T]):
         self._on_start = on_start
         self.stats = StreamStats()
         self._base_yielded = items_yielded
-        self._seen: set[Hashable] = set()
+        self._seen = _SeenKeys()
         self._next_page = start_page
         self._done_pages: set[int] = set()
-        self._current: Page[T] | None = None
-        self._current_no = 0
+        self._items: Sequence[T] = ()
+        self._page_no = 0
         self._index = 0
 
     @property
@@ -168,24 +247,22 @@ class PageStream(Generic[T]):
         await self.aclose()
 
     async def __anext__(self) -> T:
-        if self._closed_by is not None:
-            raise self._closed_by
+        # The hot path, once per item: keep it to an index check.
+        items, index = self._items, self._index
+        if index < len(items):
+            self._index = index + 1
+            self.stats.items_yielded += 1
+            return items[index]
+        return await self._advance()
+
+    async def _advance(self) -> T:
         while True:
-            page = self._current
-            if page is not None:
-                while self._index < len(page.items):
-                    item = page.items[self._index]
-                    self._index += 1
-                    key = self._key(item)
-                    if key in self._seen:
-                        self.stats.duplicates_dropped += 1
-                        continue
-                    self._seen.add(key)
-                    self.stats.items_yielded += 1
-                    return item
+            if self._closed_by is not None:
+                raise self._closed_by
+            if self._page_no:
                 # Asking for the next item means the consumer is done with this page.
-                self._page_done(self._current_no)
-                self._current = None
+                self._page_done(self._page_no)
+                self._page_no = 0
             message = await self._next_message()
             if isinstance(message, _Failure):
                 await self.aclose()
@@ -193,8 +270,13 @@ class PageStream(Generic[T]):
                 if isinstance(error, UphanceError):
                     error.checkpoint = self.checkpoint
                 raise error
-            self._current_no, self._current = message
-            self._index = 0
+            self._page_no, page = message
+            self._items = self._seen.fresh(page.items, self._key)
+            self.stats.duplicates_dropped += len(page.items) - len(self._items)
+            if self._items:
+                self._index = 1
+                self.stats.items_yielded += 1
+                return self._items[0]
 
     async def _next_message(self) -> _Message:
         if self._closed:
@@ -242,7 +324,7 @@ class PageStream(Generic[T]):
         if self._closed_by is None and reason is not None and not self._closed:
             reason.checkpoint = self.checkpoint
             self._closed_by = reason
-        self._current = None
+        self._items = ()
         self._closed = True
         if self.stats.finished is None and self.stats.started is not None:
             self.stats.finished = time.monotonic()

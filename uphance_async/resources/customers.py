@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
+from operator import attrgetter, itemgetter
 from typing import Any, Literal, TypeVar, overload
 
 from .. import _validate
@@ -235,7 +236,7 @@ class CustomersAPI:
             params, first, yielded = dict(resume.params), resume.next_page, resume.items_yielded
         limit = self._concurrency() if concurrency is None else concurrency
         convert: Callable[[Any], Any] = _raw if raw else self._customer
-        key: Callable[[Any], Hashable] = _raw_key if raw else _customer_key
+        key: Callable[[Any], Hashable] = itemgetter("id") if raw else attrgetter("id")
 
         async def fetch(number: int, observer: Observer) -> Page[Any]:
             return await self._page(number, params, convert, observer)
@@ -308,11 +309,3 @@ class CustomersAPI:
     def _one(self, data: Any, names: tuple[str, ...], cl: type[T], method: str, path: str) -> T:
         with _answer_to(method, path):
             return structure(_one_object(data, names, cl.__name__, method, path), cl)
-
-
-def _customer_key(customer: Customer) -> Hashable:
-    return customer.id
-
-
-def _raw_key(customer: RawCustomer) -> Hashable:
-    return customer.get("id")

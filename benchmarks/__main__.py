@@ -1,0 +1,244 @@
+"""Benchmarks: ``python -m benchmarks [latency] [cpu] [memory] [ratelimit]`` (all by default).
+
+Every figure is measured against FakeUphance running in a process of its own on 127.0.0.1, the
+compared variants interleaved in one run, and reported as medians with ratios. Results also go
+to ``benchmarks/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import requests
+
+from uphance_async import UphanceClient
+
+RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).parent.parent
+
+
+@contextmanager
+def fake_server(**options: Any) -> Iterator[dict[str, Any]]:
+    """Start ``benchmarks._serve`` in a child process; yields its url and token."""
+    command = [sys.executable, "-m", "benchmarks._serve"]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            command.append(flag)
+        elif value is not None and value is not False:
+            command += [flag, str(value)]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    info: dict[str, Any] = json.loads(process.stdout.readline())
+    try:
+        yield info
+    finally:
+        process.stdin.close()
+        tail = process.stdout.readline()
+        info.update(json.loads(tail) if tail.strip() else {})
+        process.wait(timeout=30)
+
+
+def requests_loop(url: str, token: str) -> int:
+    """What existing Uphance integrations do: one page after another, following next_page."""
+    count = 0
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {token}"
+        page: int | None = 1
+        while page is not None:
+            answer = session.get(f"{url}/customers", params={"page": page, "by_status": "all"})
+            answer.raise_for_status()
+            data = answer.json()
+            count += len(data["customers"])
+            page = data["meta"]["next_page"]
+    return count
+
+
+async def stream(url: str, token: str, *, concurrency: int = 8, raw: bool = False) -> int:
+    count = 0
+    async with UphanceClient(token=token, base_url=url, concurrency=concurrency) as client:
+        if raw:
+            async for _ in client.customers.stream(status="all", raw=True):
+                count += 1
+        else:
+            async for _ in client.customers.stream(status="all"):
+                count += 1
+    return count
+
+
+async def decode_floor(url: str, token: str, pages: int, concurrency: int = 8) -> int:
+    """The same bytes, fetched with the same concurrency, decoded by orjson and nothing else."""
+    limit = asyncio.Semaphore(concurrency)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def one(session: aiohttp.ClientSession, page: int) -> int:
+        async with (
+            limit,
+            session.get(
+                f"{url}/customers", params={"page": page, "by_status": "all"}, headers=headers
+            ) as answer,
+        ):
+            return len(orjson.loads(await answer.read())["customers"])
+
+    async with aiohttp.ClientSession() as session:
+        counts = await asyncio.gather(*(one(session, page) for page in range(1, pages + 1)))
+    return sum(counts)
+
+
+def timed(run: Callable[[], int]) -> tuple[float, int]:
+    started = time.perf_counter()
+    count = run()
+    return time.perf_counter() - started, count
+
+
+def measure(variants: dict[str, Callable[[], int]], repeats: int) -> dict[str, list[float]]:
+    """Run the variants interleaved ``repeats`` times; seconds per run for each."""
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    expected: int | None = None
+    for _ in range(repeats):
+        for name, run in variants.items():
+            elapsed, count = timed(run)
+            if expected is None:
+                expected = count
+            if count != expected:
+                raise SystemExit(f"{name} saw {count} customers, expected {expected}")
+            seconds[name].append(elapsed)
+    return seconds
+
+
+def latency_variants(url: str, token: str) -> dict[str, Callable[[], int]]:
+    return {
+        "stream, concurrency 8": lambda: asyncio.run(stream(url, token)),
+        "stream, concurrency 1": lambda: asyncio.run(stream(url, token, concurrency=1)),
+        "requests loop": lambda: requests_loop(url, token),
+    }
+
+
+def bench_latency(repeats: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for latency in (0.2, 0.05):
+        with fake_server(customers=8100, latency=latency, cache=True) as server:
+            seconds = measure(latency_variants(server["url"], server["token"]), repeats)
+        medians = {name: statistics.median(values) for name, values in seconds.items()}
+        fast = medians["stream, concurrency 8"]
+        results[f"{int(latency * 1000)} ms per page, 81 pages of 100"] = {
+            name: {"median_s": round(value, 3), "speed-up of concurrency 8": round(value / fast, 2)}
+            for name, value in medians.items()
+        }
+    return results
+
+
+def bench_cpu(repeats: int) -> dict[str, Any]:
+    customers = 20_000
+    with fake_server(customers=customers, cache=True) as server:
+        url, token = server["url"], server["token"]
+        asyncio.run(decode_floor(url, token, customers // 100))
+        variants: dict[str, Callable[[], int]] = {
+            "fetch + orjson only (floor)": lambda: asyncio.run(
+                decode_floor(url, token, customers // 100)
+            ),
+            "stream, structured": lambda: asyncio.run(stream(url, token)),
+            "stream, raw=True": lambda: asyncio.run(stream(url, token, raw=True)),
+        }
+        seconds = measure(variants, repeats)
+        gc.freeze()
+        frozen = measure(
+            {"stream, structured, gc.freeze()": variants["stream, structured"]}, repeats
+        )
+        gc.unfreeze()
+    seconds.update(frozen)
+    rates = {name: customers / statistics.median(values) for name, values in seconds.items()}
+    floor = rates["fetch + orjson only (floor)"]
+    return {
+        name: {"customers_per_s": round(rate), "of floor": round(rate / floor, 3)}
+        for name, rate in rates.items()
+    }
+
+
+def bench_memory() -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for customers in (20_000, 200_000):
+        with fake_server(customers=customers) as server:
+            output = subprocess.run(
+                [sys.executable, "-m", "benchmarks._memory", server["url"], server["token"]],
+                check=True,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            ).stdout
+        measured = json.loads(output)
+        if measured["customers"] != customers:
+            raise SystemExit(f"memory run saw {measured['customers']} customers of {customers}")
+        results[f"{customers} customers"] = {"peak_rss_mb": round(measured["peak_rss_mb"], 1)}
+    small, large = (value["peak_rss_mb"] for value in results.values())
+    results["ratio 200k / 20k"] = round(large / small, 3)
+    return results
+
+
+def bench_ratelimit() -> dict[str, Any]:
+    pages = 500
+    with fake_server(customers=pages * 10, page_size=10, rate_limit=20, cache=True) as server:
+
+        async def run() -> tuple[float, Any]:
+            async with UphanceClient(token=server["token"], base_url=server["url"]) as client:
+                started = time.perf_counter()
+                async with client.customers.stream(status="all") as customers:
+                    async for _ in customers:
+                        pass
+                return time.perf_counter() - started, customers.stats
+
+        elapsed, stats = asyncio.run(run())
+    requests_sent = stats.pages_fetched + stats.throttled
+    return {
+        "server limit": "20 requests/s (token bucket, burst 20)",
+        "pages": stats.pages_fetched,
+        "seconds": round(elapsed, 2),
+        "successful requests/s": round(stats.pages_fetched / elapsed, 2),
+        "share of the limit": round(stats.pages_fetched / elapsed / 20, 3),
+        "429 answers": stats.throttled,
+        "share of requests answered 429": round(stats.throttled / requests_sent, 4),
+        "errors surfaced": 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", default=["latency", "cpu", "memory", "ratelimit"])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    runs: dict[str, Callable[[], dict[str, Any]]] = {
+        "latency": lambda: bench_latency(args.repeats),
+        "cpu": lambda: bench_cpu(max(args.repeats, 5)),
+        "memory": bench_memory,
+        "ratelimit": bench_ratelimit,
+    }
+    report: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {platform.python_implementation()} "
+        f"{platform.python_version()}, aiohttp {aiohttp.__version__}",
+    }
+    for name in args.names:
+        report[name] = runs[name]()
+        print(json.dumps({name: report[name]}, indent=2), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

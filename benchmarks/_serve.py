@@ -1,0 +1,49 @@
+"""A FakeUphance in a process of its own, so its CPU does not compete with the client's.
+
+Prints one JSON line with ``url`` and ``token`` once listening; serves until stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from uphance_async.testing import FakeUphance
+
+
+async def serve(args: argparse.Namespace) -> None:
+    server = FakeUphance(
+        customers=args.customers,
+        page_size=args.page_size,
+        latency=args.latency,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        cache_pages=args.cache,
+        record_requests=False,
+        seed=1,
+    )
+    async with server:
+        print(json.dumps({"url": server.url, "token": server.token}), flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)
+        print(
+            json.dumps({"throttled": server.throttled, "max_in_flight": server.max_in_flight}),
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, required=True)
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rate-limit", type=float, default=None)
+    parser.add_argument("--rate-burst", type=int, default=None)
+    parser.add_argument("--cache", action="store_true")
+    asyncio.run(serve(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
