@@ -183,7 +183,9 @@ def _fast_or_thorough(cl: type[T], fast: Callable[[Any], T]) -> Callable[[Any], 
     return structure_one
 
 
-# Leaves first: each class's functions call those of the classes it holds.
+# Leaves first: each class's fast function calls those of the classes it holds directly, so a
+# customer falls back to cattrs as a whole, which then calls the nested hooks below.
+_FAST: dict[type, Callable[[Any], Any]] = {}
 _HOOKS: dict[type, Callable[[Any], Any]] = {}
 for _model in (
     LastOrder,
@@ -195,7 +197,8 @@ for _model in (
     Agent,
     Customer,
 ):
-    _HOOKS[_model] = _fast_or_thorough(_model, _fastpath.build(_model, _HOOKS))
+    _FAST[_model] = _fastpath.build(_model, _FAST)
+    _HOOKS[_model] = _fast_or_thorough(_model, _FAST[_model])
     converter.register_structure_hook(_model, lambda data, _, one=_HOOKS[_model]: one(data))
 
 

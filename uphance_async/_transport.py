@@ -35,11 +35,10 @@ from .errors import (
     ServerError,
     UnprocessableEntityError,
 )
+from .pagination import Observer
 
 logger = logging.getLogger("uphance_async")
 
-Observer = Callable[[str], None]
-"""Called with ``"retry"`` before each retry and ``"throttled"`` on each 429."""
 
 _STATUS_ERRORS: Final[dict[int, type[APIStatusError]]] = {
     400: BadRequestError,
@@ -147,8 +146,12 @@ class Transport:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         observer: Observer | None = None,
+        raw: bool = False,
     ) -> Any:
-        """Send one request, with retries; the decoded JSON answer (``None`` for an empty body)."""
+        """Send one request, with retries; the decoded JSON answer (``None`` for an empty body).
+
+        With ``raw=True`` the undecoded body is returned and whether it is JSON is not checked.
+        """
         url = URL(self._base + path, encoded=True)
         data = orjson.dumps(json) if json is not None else None
         attempt = 0
@@ -157,7 +160,7 @@ class Transport:
             attempt += 1
             authorization = await self._auth.authorization()
             try:
-                return await self._attempt(method, url, path, params, data, authorization)
+                return await self._attempt(method, url, path, params, data, authorization, raw)
             except AuthenticationError:
                 if renewed or not await self._auth.renew(authorization):
                     raise
@@ -193,6 +196,7 @@ class Transport:
         params: Mapping[str, str] | None,
         data: bytes | None,
         authorization: str,
+        raw: bool,
     ) -> Any:
         headers = {**self._headers, "Authorization": authorization}
         if data is not None:
@@ -242,6 +246,8 @@ class Transport:
             if self.retry.should_retry_status(method, status):
                 raise _Retryable(error, sent=True)
             raise error
+        if raw:
+            return body
         if not body.strip():
             return None
         try:

@@ -19,8 +19,8 @@ import contextlib
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import attrs
@@ -28,7 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .errors import UphanceError
 
-__all__ = ["Checkpoint", "Page", "PageMeta", "PageStream", "StreamStats"]
+__all__ = ["Checkpoint", "Page", "PageMeta", "PageSource", "PageStream", "StreamStats"]
 
 T = TypeVar("T")
 
@@ -171,8 +171,24 @@ class _SeenKeys:
             self._runs.append(array("q", batch))
 
 
-FetchPage = Callable[[int, Callable[[str], None]], Awaitable[Page[T]]]
-"""Fetches one page by number, reporting transport events to the given observer."""
+Observer = Callable[[str], None]
+"""Told of transport events: ``"retry"`` before each retry, ``"throttled"`` on each 429."""
+
+
+class PageSource(Protocol[T]):
+    """Where a :class:`PageStream` gets its pages (one implementation per list endpoint)."""
+
+    async def download(self, number: int, observer: Observer) -> bytes:
+        """The undecoded body of page ``number``; failing statuses already raised or retried."""
+        ...
+
+    def parse(self, body: bytes) -> Page[T]:
+        """A downloaded body as a page; raises an error if it is not JSON or not a page."""
+        ...
+
+    async def fetch(self, number: int, observer: Observer) -> Page[T]:
+        """Page ``number``, decoded and checked, with every retry (a non-JSON body included)."""
+        ...
 
 
 @attrs.frozen(slots=True)
@@ -182,6 +198,7 @@ class _Failure:
 
 
 _Message = tuple[int, Page[Any]] | _Failure
+_Download = tuple[int, bytes] | _Failure
 
 
 class PageStream(Generic[T]):
@@ -195,7 +212,7 @@ class PageStream(Generic[T]):
 
     def __init__(
         self,
-        fetch: FetchPage[T],
+        source: PageSource[T],
         *,
         key: Callable[[T], Hashable],
         concurrency: int,
@@ -213,7 +230,7 @@ class PageStream(Generic[T]):
             raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
         if isinstance(start_page, bool) or not isinstance(start_page, int) or start_page < 1:
             raise ValueError(f"start_page must be a positive int, not {start_page!r}")
-        self._fetch = fetch
+        self._source = source
         self._key = key
         self._concurrency = concurrency
         self._ordered = ordered
@@ -297,10 +314,12 @@ class PageStream(Generic[T]):
             self._next_page += 1
 
     def _start(self) -> None:
-        send, self._receive = anyio.create_memory_object_stream[_Message](1)
+        # No buffer: the pump parses a page only when the consumer is about to want it, so at
+        # most two decoded pages are alive (the consumer's and the next), the rest stay bytes.
+        send, self._receive = anyio.create_memory_object_stream[_Message](0)
         self.stats.started = time.monotonic()
         pump = _Pump(
-            self._fetch,
+            self._source,
             key=self._key,
             concurrency=self._concurrency,
             ordered=self._ordered,
@@ -344,30 +363,29 @@ class PageStream(Generic[T]):
 
 
 class _Pump(Generic[T]):
-    """Runs in its own task: fetches pages within the window and sends them on in order."""
+    """Runs in its own task: downloads pages within the window, parses and sends them in order.
+
+    Pages wait as undecoded bytes and are parsed just before they are handed over, which keeps
+    memory small and the decoded data hot in the CPU's caches. A page whose body cannot be
+    parsed is fetched again through the full retry policy before its error counts.
+    """
 
     def __init__(
         self,
-        fetch: FetchPage[T],
+        source: PageSource[T],
         *,
         key: Callable[[T], Hashable],
         concurrency: int,
         ordered: bool,
         stats: StreamStats,
     ) -> None:
-        self._fetch = fetch
+        self._source = source
         self._key = key
         self._heads: set[Hashable] = set()
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._window = 2 * concurrency
         self._ordered = ordered
         self._stats = stats
-
-    async def _get(self, number: int) -> Page[T]:
-        async with self._limiter:
-            page = await self._fetch(number, self._stats.observe)
-        self._stats.pages_fetched += 1
-        return page
 
     async def run(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -376,7 +394,9 @@ class _Pump(Generic[T]):
 
     async def _run(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
         try:
-            page = await self._get(first)
+            async with self._limiter:
+                page = await self._source.fetch(first, self._stats.observe)
+            self._stats.pages_fetched += 1
         except Exception as exc:
             await out.send(_Failure(first, exc))
             return
@@ -386,52 +406,68 @@ class _Pump(Generic[T]):
             return
         last = max(following, page.meta.total_pages or 0)
         stop_after = float("inf")
-        results_in, results = anyio.create_memory_object_stream[_Message](self._window)
-        async with results_in, results, anyio.create_task_group() as group:
-            waiting: dict[int, _Message | None] = {}
-            upcoming = following
-            deliver = following
+        downloads_in, downloads = anyio.create_memory_object_stream[_Download](self._window)
+        async with downloads_in, downloads, anyio.create_task_group() as group:
+            waiting: dict[int, _Download | None] = {}
+            upcoming = deliver = following
             while True:
                 while len(waiting) < self._window and upcoming <= min(last, stop_after):
                     waiting[upcoming] = None
-                    group.start_soon(self._fetch_into, upcoming, results_in)
+                    group.start_soon(self._download, upcoming, downloads_in)
                     upcoming += 1
                 if not waiting:
-                    break
-                message = await results.receive()
-                number = message.page if isinstance(message, _Failure) else message[0]
-                if not isinstance(message, _Failure):
-                    meta = message[1].meta
-                    nxt = self._following(number, message[1])
-                    if nxt is None:
-                        stop_after = min(stop_after, number)
-                    else:
-                        last = max(last, nxt, meta.total_pages or 0)
-                waiting[number] = message
-                ready = [number] if not self._ordered else []
+                    return
+                download = await downloads.receive()
+                number = download.page if isinstance(download, _Failure) else download[0]
+                waiting[number] = download
+                ready = []
+                if not self._ordered:
+                    ready.append(number)
                 while self._ordered and waiting.get(deliver) is not None:
                     ready.append(deliver)
                     deliver += 1
                 for done in ready:
                     result = waiting.pop(done)
-                    assert result is not None
                     if done > stop_after:
                         continue
-                    await out.send(result)
-                    if isinstance(result, _Failure):
+                    message = await self._parse(result)
+                    await out.send(message)
+                    if isinstance(message, _Failure):
                         group.cancel_scope.cancel()
                         return
+                    following = self._following(done, message[1])
+                    if following is None:
+                        stop_after = min(stop_after, done)
+                    else:
+                        last = max(last, following, message[1].meta.total_pages or 0)
                 if self._ordered and deliver > stop_after:
                     group.cancel_scope.cancel()
                     return
 
-    async def _fetch_into(self, number: int, results: MemoryObjectSendStream[_Message]) -> None:
-        message: _Message
+    async def _download(self, number: int, downloads: MemoryObjectSendStream[_Download]) -> None:
+        result: _Download
         try:
-            message = (number, await self._get(number))
+            async with self._limiter:
+                result = (number, await self._source.download(number, self._stats.observe))
+            self._stats.pages_fetched += 1
         except Exception as exc:
-            message = _Failure(number, exc)
-        await results.send(message)
+            result = _Failure(number, exc)
+        await downloads.send(result)
+
+    async def _parse(self, download: _Download | None) -> _Message:
+        assert download is not None
+        if isinstance(download, _Failure):
+            return download
+        number, body = download
+        try:
+            return number, self._source.parse(body)
+        except Exception:
+            self._stats.observe("retry")
+        try:
+            async with self._limiter:
+                return number, await self._source.fetch(number, self._stats.observe)
+        except Exception as exc:
+            return _Failure(number, exc)
 
     def _following(self, number: int, page: Page[T]) -> int | None:
         """The page after ``number``: ``meta.next_page``; with no ``meta`` at all, ``number + 1``

@@ -6,14 +6,16 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from operator import attrgetter, itemgetter
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import orjson
 
 from .. import _validate
 from .._convert import body, structure, structure_hook, validation_error
-from .._transport import Observer, Transport, path_of
+from .._transport import Transport, path_of
 from ..errors import NotFoundError, ResponseValidationError
 from ..models import Address, Contact, Customer, NewAddress, NewContact, NewCustomer
-from ..pagination import Checkpoint, Page, PageMeta, PageStream
+from ..pagination import Checkpoint, Observer, Page, PageMeta, PageStream
 
 __all__ = ["CustomerStream", "CustomersAPI"]
 
@@ -106,13 +108,16 @@ def _items(data: Any, names: Iterable[str], convert: Callable[[Any], T], cl: typ
     if found is None:
         raise ResponseValidationError(f"expected a list, got {_describe(data)}")
     raw, where = found
-    items = []
-    for index, item in enumerate(raw):
-        try:
-            items.append(convert(item))
-        except Exception as exc:
-            raise validation_error(exc, cl, f"{where}[{index}]") from None
-    return tuple(items)
+    try:
+        return tuple(map(convert, raw))
+    except Exception:
+        # Convert again one by one, only to name the JSON path of the first bad item.
+        for index, item in enumerate(raw):
+            try:
+                convert(item)
+            except Exception as exc:
+                raise validation_error(exc, cl, f"{where}[{index}]") from None
+        raise
 
 
 @contextmanager
@@ -138,6 +143,46 @@ def _meta(data: Any) -> PageMeta:
     return meta
 
 
+class _CustomerPages(Generic[T]):
+    """The pages of ``GET /customers`` for one set of filters (a :class:`PageSource`)."""
+
+    _PATH = "/customers"
+
+    def __init__(
+        self, transport: Transport, params: dict[str, str], convert: Callable[[Any], T]
+    ) -> None:
+        self._transport = transport
+        self._params = params
+        self._convert = convert
+
+    def _query(self, number: int) -> dict[str, str]:
+        return {**self._params, "page": str(number)}
+
+    async def download(self, number: int, observer: Observer | None) -> bytes:
+        body: bytes = await self._transport.request(
+            "GET", self._PATH, params=self._query(number), observer=observer, raw=True
+        )
+        return body
+
+    def parse(self, body: bytes) -> Page[T]:
+        with _answer_to("GET", self._PATH):
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise ResponseValidationError("the answer is not JSON") from None
+            return self._page(data)
+
+    async def fetch(self, number: int, observer: Observer | None) -> Page[T]:
+        data = await self._transport.request(
+            "GET", self._PATH, params=self._query(number), observer=observer
+        )
+        with _answer_to("GET", self._PATH):
+            return self._page(data)
+
+    def _page(self, data: Any) -> Page[T]:
+        return Page(items=_items(data, ("customers",), self._convert, Customer), meta=_meta(data))
+
+
 class CustomersAPI:
     """The Customer API: ``client.customers``."""
 
@@ -158,19 +203,6 @@ class CustomersAPI:
     ) -> Any:
         return await self._transport.request("GET", path, params=params, observer=observer)
 
-    async def _page(
-        self,
-        number: int,
-        params: dict[str, str],
-        convert: Callable[[Any], T],
-        observer: Observer | None = None,
-    ) -> Page[T]:
-        path = "/customers"
-        query = {**params, "page": str(number)}
-        data = await self._get(path, params=query, observer=observer)
-        with _answer_to("GET", path):
-            return Page(items=_items(data, ("customers",), convert, Customer), meta=_meta(data))
-
     async def page(
         self, page: int = 1, *, status: str | None = None, agent_contact: str | None = None
     ) -> Page[Customer]:
@@ -179,7 +211,8 @@ class CustomersAPI:
         ``status`` is ``"active"`` (the API's default), ``"inactive"`` or ``"all"``;
         ``agent_contact`` (an agent's e-mail or phone) keeps only that agent's customers.
         """
-        return await self._page(_page_number(page), _filters(status, agent_contact), self._customer)
+        pages = _CustomerPages(self._transport, _filters(status, agent_contact), self._customer)
+        return await pages.fetch(_page_number(page), None)
 
     @overload
     def stream(
@@ -237,12 +270,8 @@ class CustomersAPI:
         limit = self._concurrency() if concurrency is None else concurrency
         convert: Callable[[Any], Any] = _raw if raw else self._customer
         key: Callable[[Any], Hashable] = itemgetter("id") if raw else attrgetter("id")
-
-        async def fetch(number: int, observer: Observer) -> Page[Any]:
-            return await self._page(number, params, convert, observer)
-
         return CustomerStream(
-            fetch,
+            _CustomerPages(self._transport, params, convert),
             key=key,
             concurrency=limit,
             start_page=first,
