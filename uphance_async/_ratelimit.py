@@ -10,7 +10,7 @@ slow probing beyond it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -28,12 +28,21 @@ class Limiter:
     ``rate`` fixes the cap in requests per second (never adapted); ``None`` means adaptive.
     """
 
-    def __init__(self, max_in_flight: int, rate: float | None = None) -> None:
+    def __init__(
+        self,
+        max_in_flight: int,
+        rate: float | None = None,
+        *,
+        clock: Callable[[], float] = anyio.current_time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight!r}")
         if rate is not None and rate <= 0:
             raise ValueError(f"rate_limit must be a positive number of requests/s, not {rate!r}")
         self._slots = anyio.CapacityLimiter(max_in_flight)
+        self._clock = clock
+        self._sleep = sleep
         self._adaptive = rate is None
         self._rate = rate
         self._next_send = 0.0
@@ -47,7 +56,7 @@ class Limiter:
     def rate(self) -> float | None:
         """The current cap in requests per second, ``None`` when there is none."""
         if self._adaptive and self._rate is not None:
-            self._rate = self._cubic(anyio.current_time())
+            self._rate = self._cubic(self._clock())
         return self._rate
 
     @property
@@ -63,19 +72,19 @@ class Limiter:
             yield sent_at
 
     async def _wait_turn(self) -> float:
-        now = anyio.current_time()
+        now = self._clock()
         rate = self.rate
         if rate is not None:
             # Reserve the next free send time before sleeping, so waiting requests queue in order.
             send_at = max(now, self._next_send)
             self._next_send = send_at + 1.0 / rate
             if send_at > now:
-                await anyio.sleep(send_at - now)
+                await self._sleep(send_at - now)
         # A 429 that arrived while this request waited pauses it too; another 429 during the
         # pause moves its end, so look again after each sleep (a deadline, not an event).
-        while (pause := self._paused_until - anyio.current_time()) > 0:  # noqa: ASYNC110
-            await anyio.sleep(pause)
-        now = anyio.current_time()
+        while (pause := self._paused_until - self._clock()) > 0:  # noqa: ASYNC110
+            await self._sleep(pause)
+        now = self._clock()
         self._sent.append(now)
         while self._sent and self._sent[0] < now - _RATE_WINDOW:
             self._sent.popleft()
@@ -83,7 +92,7 @@ class Limiter:
 
     def measured_rate(self) -> float:
         """Requests sent per second over the last couple of seconds."""
-        now = anyio.current_time()
+        now = self._clock()
         recent = [t for t in self._sent if t >= now - _RATE_WINDOW]
         if len(recent) < 2:
             return float(len(recent)) or _MIN_RATE
@@ -91,7 +100,7 @@ class Limiter:
 
     def throttled(self, sent_at: float, retry_after: float | None) -> None:
         """A request sent at ``sent_at`` got a 429: pause, and cut the rate once per episode."""
-        now = anyio.current_time()
+        now = self._clock()
         if retry_after:
             self._paused_until = max(self._paused_until, now + retry_after)
         if not self._adaptive or sent_at < self._last_cut:
