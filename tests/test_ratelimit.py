@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from uphance_async._ratelimit import Limiter
@@ -32,7 +34,7 @@ async def test_a_fixed_rate_spaces_requests_and_never_adapts() -> None:
     clock = FakeClock()
     limiter = Limiter(4, rate=10.0, clock=clock, sleep=clock.sleep)
     times = await send(limiter, 6)
-    gaps = [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(times)]
     assert gaps == [0.1] * 5
     limiter.throttled(times[-1], retry_after=None)
     assert limiter.rate == 10.0

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from uphance_async import Checkpoint, Customer, RetryPolicy, UphanceClient, converter
-from uphance_async.errors import ClientClosedError, ServerError, UphanceError
+from uphance_async.errors import (
+    ClientClosedError,
+    ResponseValidationError,
+    ServerError,
+    UphanceError,
+)
 from uphance_async.testing import FAULTS, FakeUphance
 
 
@@ -323,3 +328,27 @@ def test_seen_keys_are_exact_across_settled_runs(keys: range) -> None:
     assert not seen.add(2**70)
     assert seen.add("a")
     assert not seen.add("a")
+
+
+async def test_a_bad_customer_surfaces_after_the_good_ones(
+    tenant: FakeUphance, api: UphanceClient
+) -> None:
+    everything = tenant.ids("all")
+    bad = everything[123]
+    tenant.patch_customer(bad, {"orders_count": "many"})
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for customer in api.customers.stream(status="all"):
+            seen.append(customer.id)
+
+    with pytest.raises(ResponseValidationError) as caught:
+        await consume()
+    assert seen == everything[:123]
+    assert caught.value.path == "$.customers[3].orders_count"
+    assert caught.value.url_path == "/customers"
+    assert caught.value.checkpoint == Checkpoint(
+        next_page=13, params={"by_status": "all"}, items_yielded=123
+    )
+    raw = [record["id"] async for record in api.customers.stream(status="all", raw=True)]
+    assert raw == everything

@@ -82,7 +82,7 @@ class Limiter:
                 await self._sleep(send_at - now)
         # A 429 that arrived while this request waited pauses it too; another 429 during the
         # pause moves its end, so look again after each sleep (a deadline, not an event).
-        while (pause := self._paused_until - self._clock()) > 0:  # noqa: ASYNC110
+        while (pause := self._paused_until - self._clock()) > 0:
             await self._sleep(pause)
         now = self._clock()
         self._sent.append(now)

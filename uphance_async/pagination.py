@@ -110,7 +110,7 @@ class _SeenKeys:
         self._runs: list[array[int]] = []
         self._others: set[Hashable] = set()
 
-    def fresh(self, items: Sequence[T], key: Callable[[T], Hashable]) -> Sequence[T]:
+    def fresh(self, items: Sequence[Any], key: Callable[[Any], Hashable]) -> Sequence[Any]:
         """The ``items`` whose key was not seen before, in order; remembers their keys."""
         keys = list(map(key, items))
         if self._all_new(keys):
@@ -175,18 +175,23 @@ Observer = Callable[[str], None]
 """Told of transport events: ``"retry"`` before each retry, ``"throttled"`` on each 429."""
 
 
-class PageSource(Protocol[T]):
-    """Where a :class:`PageStream` gets its pages (one implementation per list endpoint)."""
+class PageSource(Protocol):
+    """Where a :class:`PageStream` gets its pages (one implementation per list endpoint).
+
+    Pages hold the JSON objects as they came; the stream converts each one (its ``convert``)
+    only when it hands it out, so a converted item usually dies before the garbage collector
+    ever looks at it.
+    """
 
     async def download(self, number: int, observer: Observer) -> bytes:
         """The undecoded body of page ``number``; failing statuses already raised or retried."""
         ...
 
-    def parse(self, body: bytes) -> Page[T]:
+    def parse(self, body: bytes) -> Page[Any]:
         """A downloaded body as a page; raises an error if it is not JSON or not a page."""
         ...
 
-    async def fetch(self, number: int, observer: Observer) -> Page[T]:
+    async def fetch(self, number: int, observer: Observer) -> Page[Any]:
         """Page ``number``, decoded and checked, with every retry (a non-JSON body included)."""
         ...
 
@@ -212,9 +217,10 @@ class PageStream(Generic[T]):
 
     def __init__(
         self,
-        source: PageSource[T],
+        source: PageSource,
         *,
-        key: Callable[[T], Hashable],
+        key: Callable[[Any], Hashable],
+        convert: Callable[..., T] | None = None,
         concurrency: int,
         start_page: int = 1,
         ordered: bool = True,
@@ -232,6 +238,7 @@ class PageStream(Generic[T]):
             raise ValueError(f"start_page must be a positive int, not {start_page!r}")
         self._source = source
         self._key = key
+        self._convert = convert
         self._concurrency = concurrency
         self._ordered = ordered
         self._params = dict(params or {})
@@ -241,7 +248,8 @@ class PageStream(Generic[T]):
         self._seen = _SeenKeys()
         self._next_page = start_page
         self._done_pages: set[int] = set()
-        self._items: Sequence[T] = ()
+        self._items: Sequence[Any] = ()
+        self._page_items: Sequence[Any] = ()
         self._page_no = 0
         self._index = 0
 
@@ -264,15 +272,24 @@ class PageStream(Generic[T]):
         await self.aclose()
 
     async def __anext__(self) -> T:
-        # The hot path, once per item: keep it to an index check.
+        # The hot path, once per item: an index check and the item's conversion.
         items, index = self._items, self._index
-        if index < len(items):
-            self._index = index + 1
-            self.stats.items_yielded += 1
-            return items[index]
-        return await self._advance()
+        if index >= len(items):
+            items, index = await self._next_page_items(), 0
+        self._index = index + 1
+        convert = self._convert
+        if convert is None:
+            item: T = items[index]
+        else:
+            try:
+                item = convert(items[index])
+            except Exception as exc:
+                raise await self._bad_item(exc, items[index]) from None
+        self.stats.items_yielded += 1
+        return item
 
-    async def _advance(self) -> T:
+    async def _next_page_items(self) -> Sequence[Any]:
+        """Move on to the next page with items not handed out before; its items."""
         while True:
             if self._closed_by is not None:
                 raise self._closed_by
@@ -282,18 +299,29 @@ class PageStream(Generic[T]):
                 self._page_no = 0
             message = await self._next_message()
             if isinstance(message, _Failure):
-                await self.aclose()
-                error = message.error
-                if isinstance(error, UphanceError):
-                    error.checkpoint = self.checkpoint
-                raise error
+                raise await self._failed(message.error)
             self._page_no, page = message
+            self._page_items = page.items
             self._items = self._seen.fresh(page.items, self._key)
             self.stats.duplicates_dropped += len(page.items) - len(self._items)
             if self._items:
-                self._index = 1
-                self.stats.items_yielded += 1
-                return self._items[0]
+                return self._items
+
+    async def _bad_item(self, error: Exception, raw: Any) -> BaseException:
+        """Convert ``raw`` again with its position in the page, for an error naming its path."""
+        assert self._convert is not None
+        position = next((n for n, item in enumerate(self._page_items) if item is raw), 0)
+        try:
+            self._convert(raw, position)
+        except Exception as precise:
+            error = precise
+        return await self._failed(error)
+
+    async def _failed(self, error: BaseException) -> BaseException:
+        await self.aclose()
+        if isinstance(error, UphanceError):
+            error.checkpoint = self.checkpoint
+        return error
 
     async def _next_message(self) -> _Message:
         if self._closed:
@@ -362,7 +390,7 @@ class PageStream(Generic[T]):
             self._pump.cancel()
 
 
-class _Pump(Generic[T]):
+class _Pump:
     """Runs in its own task: downloads pages within the window, parses and sends them in order.
 
     Pages wait as undecoded bytes and are parsed just before they are handed over, which keeps
@@ -372,9 +400,10 @@ class _Pump(Generic[T]):
 
     def __init__(
         self,
-        source: PageSource[T],
+        source: PageSource,
         *,
-        key: Callable[[T], Hashable],
+        key: Callable[[Any], Hashable],
+        convert: Callable[..., T] | None = None,
         concurrency: int,
         ordered: bool,
         stats: StreamStats,
@@ -469,7 +498,7 @@ class _Pump(Generic[T]):
         except Exception as exc:
             return _Failure(number, exc)
 
-    def _following(self, number: int, page: Page[T]) -> int | None:
+    def _following(self, number: int, page: Page[Any]) -> int | None:
         """The page after ``number``: ``meta.next_page``; with no ``meta`` at all, ``number + 1``
         until a page is empty or starts with an item already seen (the server ignores ``page``).
         """

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from operator import attrgetter, itemgetter
-from typing import Any, Generic, Literal, TypeVar, overload
+from operator import itemgetter
+from typing import Any, Literal, TypeVar, overload
 
 import orjson
 
@@ -131,8 +131,10 @@ def _answer_to(method: str, path: str) -> Iterator[None]:
 
 
 def _raw(item: Any) -> RawCustomer:
-    if not isinstance(item, dict) or "id" not in item:
-        raise TypeError("expected an object with an id")
+    """``item`` if it is a JSON object with an int or str ``id``, else the precise error."""
+    if item.__class__ is not dict or item.get("id").__class__ not in (int, str):
+        _CustomerPages._structure(item)
+        raise TypeError(f"expected a customer id, got {item.get('id')!r}")
     return item
 
 
@@ -143,17 +145,19 @@ def _meta(data: Any) -> PageMeta:
     return meta
 
 
-class _CustomerPages(Generic[T]):
-    """The pages of ``GET /customers`` for one set of filters (a :class:`PageSource`)."""
+class _CustomerPages:
+    """The pages of ``GET /customers`` for one set of filters (a :class:`PageSource`).
+
+    Pages hold the JSON objects (each checked to be an object with an id); :meth:`convert`
+    turns one into a :class:`Customer`.
+    """
 
     _PATH = "/customers"
+    _structure = staticmethod(structure_hook(Customer))
 
-    def __init__(
-        self, transport: Transport, params: dict[str, str], convert: Callable[[Any], T]
-    ) -> None:
+    def __init__(self, transport: Transport, params: dict[str, str]) -> None:
         self._transport = transport
         self._params = params
-        self._convert = convert
 
     def _query(self, number: int) -> dict[str, str]:
         return {**self._params, "page": str(number)}
@@ -164,7 +168,7 @@ class _CustomerPages(Generic[T]):
         )
         return body
 
-    def parse(self, body: bytes) -> Page[T]:
+    def parse(self, body: bytes) -> Page[RawCustomer]:
         with _answer_to("GET", self._PATH):
             try:
                 data = orjson.loads(body)
@@ -172,15 +176,24 @@ class _CustomerPages(Generic[T]):
                 raise ResponseValidationError("the answer is not JSON") from None
             return self._page(data)
 
-    async def fetch(self, number: int, observer: Observer | None) -> Page[T]:
+    async def fetch(self, number: int, observer: Observer | None) -> Page[RawCustomer]:
         data = await self._transport.request(
             "GET", self._PATH, params=self._query(number), observer=observer
         )
         with _answer_to("GET", self._PATH):
             return self._page(data)
 
-    def _page(self, data: Any) -> Page[T]:
-        return Page(items=_items(data, ("customers",), self._convert, Customer), meta=_meta(data))
+    def _page(self, data: Any) -> Page[RawCustomer]:
+        return Page(items=_items(data, ("customers",), _raw, Customer), meta=_meta(data))
+
+    def convert(self, item: RawCustomer, position: int = 0) -> Customer:
+        """One customer of a page; an error names ``$.customers[position]`` and below."""
+        try:
+            return self._structure(item)
+        except Exception as exc:
+            error = validation_error(exc, Customer, f"$.customers[{position}]")
+            error.method, error.url_path = "GET", self._PATH
+            raise error from None
 
 
 class CustomersAPI:
@@ -196,7 +209,6 @@ class CustomersAPI:
         self._transport = transport
         self._concurrency = concurrency
         self._on_stream = on_stream
-        self._customer = structure_hook(Customer)
 
     async def _get(
         self, path: str, *, params: dict[str, str] | None = None, observer: Observer | None = None
@@ -211,8 +223,10 @@ class CustomersAPI:
         ``status`` is ``"active"`` (the API's default), ``"inactive"`` or ``"all"``;
         ``agent_contact`` (an agent's e-mail or phone) keeps only that agent's customers.
         """
-        pages = _CustomerPages(self._transport, _filters(status, agent_contact), self._customer)
-        return await pages.fetch(_page_number(page), None)
+        pages = _CustomerPages(self._transport, _filters(status, agent_contact))
+        found = await pages.fetch(_page_number(page), None)
+        customers = tuple(map(pages.convert, found.items, range(len(found.items))))
+        return Page(items=customers, meta=found.meta)
 
     @overload
     def stream(
@@ -268,11 +282,11 @@ class CustomersAPI:
                 raise ValueError("the filters given differ from those of the checkpoint")
             params, first, yielded = dict(resume.params), resume.next_page, resume.items_yielded
         limit = self._concurrency() if concurrency is None else concurrency
-        convert: Callable[[Any], Any] = _raw if raw else self._customer
-        key: Callable[[Any], Hashable] = itemgetter("id") if raw else attrgetter("id")
+        pages = _CustomerPages(self._transport, params)
         return CustomerStream(
-            _CustomerPages(self._transport, params, convert),
-            key=key,
+            pages,
+            key=itemgetter("id"),
+            convert=None if raw else pages.convert,
             concurrency=limit,
             start_page=first,
             ordered=ordered,

@@ -149,6 +149,13 @@ class FakeUphance:
         self._changed()
         return [row.id for row in removed]
 
+    def patch_customer(self, customer_id: int, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Overwrite fields of a customer's record (to serve odd or broken data); the record."""
+        record = self._materialise(self._by_id[customer_id])
+        record.update(changes)
+        self._changed()
+        return record
+
     @property
     def customer_ids(self) -> list[int]:
         """Every customer id, in list order."""
