@@ -3,6 +3,7 @@
 >>> from uphance_async import UphanceClient
 """
 
+from ._auth import Credentials, JSONFileTokenStore, Token, TokenStore
 from ._convert import converter
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -17,6 +18,7 @@ from .models import (
     NewAddress,
     NewContact,
     NewCustomer,
+    Organisation,
     OutstandingAmount,
     PurchaseAmount,
 )
@@ -28,19 +30,24 @@ __all__ = [
     "Agent",
     "Checkpoint",
     "Contact",
+    "Credentials",
     "Customer",
     "CustomerStream",
     "Invoice",
+    "JSONFileTokenStore",
     "LastOrder",
     "NewAddress",
     "NewContact",
     "NewCustomer",
+    "Organisation",
     "OutstandingAmount",
     "Page",
     "PageMeta",
     "PurchaseAmount",
     "RetryPolicy",
     "StreamStats",
+    "Token",
+    "TokenStore",
     "UphanceClient",
     "__version__",
     "converter",

@@ -1,8 +1,31 @@
-"""Where the ``Authorization`` header comes from."""
+"""Where the ``Authorization`` header comes from: a static token, or a signed-in user.
+
+:class:`PasswordAuth` signs in with the password grant of ``POST /oauth/token``, refreshes the
+token with the refresh-token grant shortly before it expires (or after a 401), falls back to
+a new password sign-in when the refresh is refused, and selects the organisation again after
+every new token. Concurrent requests that all need a new token cause exactly one token request.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import json
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import attrs
+
+from ._validate import is_email, positive_int
+from .errors import AuthenticationError, ResponseValidationError
+
+__all__ = ["Auth", "Credentials", "JSONFileTokenStore", "PasswordAuth", "StaticToken", "Token"]
+
+_MARGIN_SECONDS = 60.0
+_MARGIN_SHARE = 0.1
 
 
 class Auth(Protocol):
@@ -17,17 +40,21 @@ class Auth(Protocol):
         ...
 
 
+def _check_secret(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty str")
+    if any(ch in value for ch in "\r\n"):
+        raise ValueError(f"{name} must not contain line breaks")
+    return value
+
+
 class StaticToken:
     """A token given by the caller; it cannot be renewed."""
 
     __slots__ = ("_header",)
 
     def __init__(self, token: str) -> None:
-        if not isinstance(token, str) or not token.strip():
-            raise ValueError("token must be a non-empty str")
-        if any(ch in token for ch in "\r\n"):
-            raise ValueError("token must not contain line breaks")
-        self._header = f"Bearer {token.strip()}"
+        self._header = f"Bearer {_check_secret('token', token).strip()}"
 
     def __repr__(self) -> str:
         return "StaticToken(<redacted>)"
@@ -37,3 +64,234 @@ class StaticToken:
 
     async def renew(self, rejected: str) -> bool:
         return False
+
+
+def _email(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not is_email(value):
+        raise ValueError(f"email must be an e-mail address, not {value!r}")
+
+
+def _password(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _check_secret("password", value)
+
+
+def _organisation(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        positive_int("organisation_id", value)
+
+
+@attrs.frozen(slots=True, repr=False)
+class Credentials:
+    """An Uphance user's sign-in: e-mail, password and optionally the organisation to act on."""
+
+    email: str = attrs.field(validator=_email)
+    password: str = attrs.field(validator=_password)
+    organisation_id: int | None = attrs.field(default=None, validator=_organisation)
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(email={self.email!r}, password=<redacted>, "
+            f"organisation_id={self.organisation_id!r})"
+        )
+
+
+@attrs.frozen(slots=True, repr=False)
+class Token:
+    """An access token with what is needed to renew it. ``expires_at`` is in unix seconds."""
+
+    access_token: str
+    refresh_token: str | None
+    created_at: float
+    expires_in: float
+    email: str | None = None
+
+    @property
+    def expires_at(self) -> float:
+        """When the token stops working (``created_at + expires_in``)."""
+        return self.created_at + self.expires_in
+
+    def due(self, now: float) -> bool:
+        """Whether to renew now: less than min(60 s, 10% of the lifetime) remains."""
+        margin = min(_MARGIN_SECONDS, _MARGIN_SHARE * self.expires_in)
+        return now >= self.expires_at - margin
+
+    def __repr__(self) -> str:
+        return f"Token(<redacted>, expires_at={self.expires_at!r}, email={self.email!r})"
+
+
+def token_from_answer(data: Any, email: str, now: float) -> Token:
+    """A :class:`Token` from the JSON answer of ``POST /oauth/token``."""
+    if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
+        raise ResponseValidationError("the token answer has no access_token", path="$.access_token")
+    try:
+        expires_in = float(data.get("expires_in") or 7 * 86400)
+        created_at = float(data.get("created_at") or now)
+    except (TypeError, ValueError):
+        raise ResponseValidationError(
+            "the token answer has an unreadable expires_in or created_at", path="$"
+        ) from None
+    refresh = data.get("refresh_token")
+    return Token(
+        access_token=data["access_token"],
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        created_at=created_at,
+        expires_in=expires_in,
+        email=email,
+    )
+
+
+class TokenStore(Protocol):
+    """Keeps a token across restarts, so a worker need not sign in each time it starts."""
+
+    async def load(self) -> Token | None:
+        """The saved token, or ``None``."""
+        ...
+
+    async def save(self, token: Token) -> None:
+        """Keep ``token`` for the next :meth:`load`."""
+        ...
+
+
+class JSONFileTokenStore:
+    """A :class:`TokenStore` in a JSON file readable by its owner only (mode 0600).
+
+    The file is replaced atomically, so a crash never leaves half a token behind; an unreadable
+    file counts as empty.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"JSONFileTokenStore({str(self.path)!r})"
+
+    async def load(self) -> Token | None:
+        try:
+            data = json.loads(await anyio.Path(self.path).read_text())
+            return Token(
+                access_token=str(data["access_token"]),
+                refresh_token=data.get("refresh_token"),
+                created_at=float(data["created_at"]),
+                expires_in=float(data["expires_in"]),
+                email=data.get("email"),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    async def save(self, token: Token) -> None:
+        await anyio.to_thread.run_sync(self._write, token)
+
+    def _write(self, token: Token) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            os.fchmod(handle, 0o600)
+            with os.fdopen(handle, "w") as sink:
+                json.dump(attrs.asdict(token), sink)
+            os.replace(temporary, self.path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+
+
+RequestToken = Callable[[dict[str, Any]], Awaitable[Any]]
+"""Posts a body to ``/oauth/token`` without authorization; the decoded answer."""
+SelectOrganisation = Callable[[str, int], Awaitable[None]]
+"""Selects organisation ``id`` for the token given as its ``Authorization`` header value."""
+
+
+class PasswordAuth:
+    """Signs in with :class:`Credentials`, and keeps a fresh token for every request."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        request_token: RequestToken,
+        select_organisation: SelectOrganisation,
+        store: TokenStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._credentials = credentials
+        self._request_token = request_token
+        self._select = select_organisation
+        self._store = store
+        self._clock = clock
+        self._token: Token | None = None
+        self._loaded = False
+        self._lock = anyio.Lock()
+        self.organisation_id = credentials.organisation_id
+        self.token_requests = 0
+
+    def __repr__(self) -> str:
+        return f"PasswordAuth({self._credentials!r})"
+
+    @staticmethod
+    def _header(token: Token) -> str:
+        return f"Bearer {token.access_token}"
+
+    async def authorization(self) -> str:
+        token = self._token
+        if token is None or token.due(self._clock()):
+            token = await self._renewed(stale=token, refused=False)
+        return self._header(token)
+
+    async def renew(self, rejected: str) -> bool:
+        token = self._token
+        if token is not None and self._header(token) != rejected:
+            return True  # another request renewed it meanwhile
+        await self._renewed(stale=token, refused=True)
+        return True
+
+    async def _renewed(self, *, stale: Token | None, refused: bool) -> Token:
+        """One token request for every caller that saw ``stale``: the first does the work."""
+        async with self._lock:
+            token = self._token
+            if token is not stale and token is not None and not token.due(self._clock()):
+                return token
+            if token is None and not self._loaded:
+                self._loaded = True
+                token = await self._from_store()
+                if token is not None and not token.due(self._clock()) and not refused:
+                    await self._activate(token)
+                    return token
+            token = await self._new_token(token)
+            await self._activate(token)
+            if self._store is not None:
+                await self._store.save(token)
+            return token
+
+    async def _from_store(self) -> Token | None:
+        if self._store is None:
+            return None
+        token = await self._store.load()
+        if token is None or token.email != self._credentials.email:
+            return None
+        return token
+
+    async def _activate(self, token: Token) -> None:
+        # The server keeps the organisation per token: select it before anyone uses the token.
+        if self.organisation_id is not None:
+            await self._select(self._header(token), self.organisation_id)
+        self._token = token
+
+    async def _new_token(self, old: Token | None) -> Token:
+        if old is not None and old.refresh_token is not None:
+            try:
+                return await self._grant(
+                    {"grant_type": "refresh_token", "refresh_token": old.refresh_token}
+                )
+            except AuthenticationError:
+                pass  # the refresh token is spent or revoked: sign in again
+        return await self._grant(
+            {
+                "grant_type": "password",
+                "email": self._credentials.email,
+                "password": self._credentials.password,
+            }
+        )
+
+    async def _grant(self, body: dict[str, Any]) -> Token:
+        self.token_requests += 1
+        answer = await self._request_token(body)
+        return token_from_answer(answer, self._credentials.email, self._clock())

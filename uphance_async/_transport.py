@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -105,6 +106,12 @@ def status_error(
     return kind(reason, **fields)
 
 
+class UseAuth(Enum):
+    """Take the ``Authorization`` header from the client's auth (the default)."""
+
+    CLIENT = "client"
+
+
 class _Retryable(Exception):
     """An attempt failed in a way the policy may retry; ``error`` is what to raise if not."""
 
@@ -147,10 +154,13 @@ class Transport:
         json: Any = None,
         observer: Observer | None = None,
         raw: bool = False,
+        authorization: str | UseAuth | None = UseAuth.CLIENT,
     ) -> Any:
         """Send one request, with retries; the decoded JSON answer (``None`` for an empty body).
 
         With ``raw=True`` the undecoded body is returned and whether it is JSON is not checked.
+        ``authorization`` overrides the client's auth: a header value, or ``None`` for none;
+        a 401 is then not answered by renewing the client's token.
         """
         url = URL(self._base + path, encoded=True)
         data = orjson.dumps(json) if json is not None else None
@@ -158,11 +168,20 @@ class Transport:
         renewed = False
         while True:
             attempt += 1
-            authorization = await self._auth.authorization()
+            header = (
+                await self._auth.authorization()
+                if isinstance(authorization, UseAuth)
+                else authorization
+            )
             try:
-                return await self._attempt(method, url, path, params, data, authorization, raw)
+                return await self._attempt(method, url, path, params, data, header, raw)
             except AuthenticationError:
-                if renewed or not await self._auth.renew(authorization):
+                if (
+                    renewed
+                    or header is None
+                    or not isinstance(authorization, UseAuth)
+                    or not await self._auth.renew(header)
+                ):
                     raise
                 renewed = True
                 attempt -= 1
@@ -195,10 +214,12 @@ class Transport:
         path: str,
         params: Mapping[str, str] | None,
         data: bytes | None,
-        authorization: str,
+        authorization: str | None,
         raw: bool,
     ) -> Any:
-        headers = {**self._headers, "Authorization": authorization}
+        headers = dict(self._headers)
+        if authorization is not None:
+            headers["Authorization"] = authorization
         if data is not None:
             headers["Content-Type"] = "application/json"
         sent = False
@@ -289,4 +310,4 @@ def _sent(exc: BaseException) -> bool:
     return not isinstance(exc, aiohttp.ConnectionTimeoutError)
 
 
-__all__ = ["Observer", "Transport", "error_message", "path_of", "status_error"]
+__all__ = ["Transport", "UseAuth", "error_message", "path_of", "status_error"]

@@ -17,11 +17,16 @@ def is_email(value: object) -> bool:
     )
 
 
+def positive_int(name: str, value: object) -> int:
+    """``value`` if it is a positive int, else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, not {value!r}")
+    return value
+
+
 def customer_id(value: object) -> int:
     """``value`` if it is a positive int, else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"customer id must be a positive int, not {value!r}")
-    return value
+    return positive_int("customer id", value)
 
 
 def email(value: object) -> str:

@@ -9,14 +9,16 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ._auth import Auth, StaticToken
+from ._auth import Auth, Credentials, PasswordAuth, StaticToken, TokenStore
 from ._ratelimit import Limiter
 from ._retry import RetryPolicy
-from ._transport import Transport
+from ._transport import Transport, error_message
 from ._version import __version__
-from .errors import ClientClosedError
+from .errors import APIStatusError, AuthenticationError, ClientClosedError, ServerError
+from .models import Organisation
 from .pagination import PageStream
 from .resources.customers import CustomersAPI
+from .resources.organisations import OrganisationsAPI
 
 __all__ = ["DEFAULT_BASE_URL", "UphanceClient"]
 
@@ -52,6 +54,10 @@ def _base_url(value: str | URL, allow_insecure: bool) -> URL:
 class UphanceClient:
     """An async client for the Uphance API. Use it as ``async with UphanceClient(token=...)``.
 
+    Authenticate with ``token=``, or sign in with ``email=`` and ``password=`` (or
+    ``credentials=``), optionally choosing ``organisation_id=`` and keeping tokens across
+    restarts in a ``token_store=``; the token is then refreshed as needed.
+
     One client holds one aiohttp session, one limiter (at most ``max_in_flight`` requests at once;
     ``rate_limit`` requests per second when given, else a rate that adapts to the server's 429s)
     and one :class:`RetryPolicy`; share it across the whole application rather than making one
@@ -67,6 +73,11 @@ class UphanceClient:
         self,
         token: str | None = None,
         *,
+        email: str | None = None,
+        password: str | None = None,
+        organisation_id: int | None = None,
+        credentials: Credentials | None = None,
+        token_store: TokenStore | None = None,
         base_url: str | URL = DEFAULT_BASE_URL,
         session: aiohttp.ClientSession | None = None,
         concurrency: int = 8,
@@ -79,8 +90,16 @@ class UphanceClient:
         user_agent: str | None = None,
         allow_insecure: bool = False,
     ) -> None:
-        if token is None:
-            raise ValueError("token is required")
+        if credentials is None and (email is not None or password is not None):
+            if email is None or password is None:
+                raise ValueError("email and password go together")
+            credentials = Credentials(email, password, organisation_id)
+        elif organisation_id is not None:
+            raise ValueError(
+                "organisation_id goes with email and password (with a token, call set_organisation)"
+            )
+        if (token is None) == (credentials is None):
+            raise ValueError("give either token=, or email= and password= (or credentials=)")
         for name, number in (("concurrency", concurrency), ("max_in_flight", max_in_flight)):
             if isinstance(number, bool) or not isinstance(number, int) or number < 1:
                 raise ValueError(f"{name} must be a positive int, not {number!r}")
@@ -91,8 +110,18 @@ class UphanceClient:
             raise ValueError(
                 f"max_response_bytes must be an int >= 1024, not {max_response_bytes!r}"
             )
-        self._auth: Auth = StaticToken(token)
         self.base_url = _base_url(base_url, allow_insecure)
+        self._auth: Auth
+        if credentials is not None:
+            self._auth = PasswordAuth(
+                credentials,
+                request_token=self._request_token,
+                select_organisation=self._select_for_token,
+                store=token_store,
+            )
+        else:
+            assert token is not None
+            self._auth = StaticToken(token)
         self.concurrency = concurrency
         self._given_session = session
         self._session: aiohttp.ClientSession | None = session
@@ -112,6 +141,7 @@ class UphanceClient:
         self.customers = CustomersAPI(
             self._transport, concurrency=lambda: self.concurrency, on_stream=self._streams.add
         )
+        self._organisations = OrganisationsAPI(self._transport)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -139,6 +169,44 @@ class UphanceClient:
         if self._session.closed:
             raise ClientClosedError("the aiohttp session given to UphanceClient is closed")
         return self._session
+
+    async def organisations(self) -> tuple[Organisation, ...]:
+        """``GET /organisations``: the organisations the signed-in user belongs to."""
+        return await self._organisations.list()
+
+    async def set_organisation(self, organisation_id: int) -> None:
+        """Make later requests act on ``organisation_id``.
+
+        When signed in with e-mail and password it is selected again after every new token.
+        """
+        await self._organisations.select(organisation_id)
+        if isinstance(self._auth, PasswordAuth):
+            self._auth.organisation_id = organisation_id
+
+    async def _select_for_token(self, authorization: str, organisation_id: int) -> None:
+        await self._organisations.select(organisation_id, authorization=authorization)
+
+    async def _request_token(self, body: dict[str, Any]) -> Any:
+        """``POST /oauth/token`` without authorization; refusals become AuthenticationError."""
+        try:
+            return await self._transport.request(
+                "POST", "/oauth/token", json=body, authorization=None
+            )
+        except APIStatusError as error:
+            if isinstance(error, ServerError) or error.status == 429:
+                raise
+            detail = error_message(error.body.encode())
+            for secret in (body.get("password"), body.get("refresh_token")):
+                if secret:
+                    detail = detail.replace(secret, "<redacted>")
+            raise AuthenticationError(
+                f"sign-in refused (HTTP {error.status})" + (f": {detail}" if detail else ""),
+                status=error.status,
+                method="POST",
+                path="/oauth/token",
+                headers=error.headers,
+                request_id=error.request_id,
+            ) from None
 
     async def __aenter__(self) -> UphanceClient:
         self._live_session()

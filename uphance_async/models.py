@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from ._validate import is_email
+from ._validate import is_email, positive_int
 
 __all__ = [
     "Address",
@@ -30,6 +30,7 @@ __all__ = [
     "NewAddress",
     "NewContact",
     "NewCustomer",
+    "Organisation",
     "OutstandingAmount",
     "PurchaseAmount",
 ]
@@ -130,6 +131,14 @@ class Agent:
 
 
 @attrs.frozen(slots=True)
+class Organisation:
+    """An organisation the signed-in user belongs to."""
+
+    id: int
+    name: str | None = None
+
+
+@attrs.frozen(slots=True)
 class Customer:
     """A customer record, as ``GET /customers`` and ``GET /customers/{id}`` return it."""
 
@@ -171,10 +180,8 @@ def _required_text(instance: object, attribute: attrs.Attribute[Any], value: Any
 
 
 def _positive_int(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a positive int or None, not {value!r}")
+    if value is not None:
+        positive_int(attribute.name, value)
 
 
 def _email(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -24,11 +24,16 @@ FAULTS: tuple[Fault, ...] = ("500", "502", "503", "drop", "truncate", "not_json"
 _FIRST_ID = 985_700
 _EMAIL_ID = re.compile(r"\.(\d+)-\d+@")
 _STATUSES = ("active", "inactive", "all")
+_OPEN_ROUTE = ("POST", "/oauth/token")
 
 
 @attrs.frozen(slots=True)
 class RecordedRequest:
-    """A request the fake server received. ``headers`` has ``Authorization`` redacted."""
+    """A request the fake server received.
+
+    ``headers`` has ``Authorization`` redacted and ``body`` any password or refresh token;
+    ``organisation`` is the organisation its token had selected when it arrived.
+    """
 
     method: str
     path: str
@@ -38,6 +43,7 @@ class RecordedRequest:
     status: int
     fault: str | None
     authorized: bool
+    organisation: int | None = None
 
 
 @attrs.define(slots=True)
@@ -58,6 +64,13 @@ class FakeUphance:
     unknown POST fields; created records show up in later GETs. Its data are generated from
     ``seed``, so the same arguments give the same tenant.
 
+    Sign-in works as on Uphance: ``POST /oauth/token`` with the password grant (``email``,
+    ``password``) or the refresh-token grant issues tokens living ``token_lifetime`` seconds
+    (``expire_tokens()`` ends them early), refuses a wrong password or a spent refresh token
+    with 400 ``invalid_grant``, and answers 401 to expired tokens. ``GET /organisations`` lists
+    ``organisations`` and ``POST /organisations/set_current_org`` selects one per token.
+    ``token`` is a token that never expires.
+
     Switches, all deterministic under ``seed``: ``latency`` (seconds added to every answer);
     ``rate_limit``/``rate_burst`` (a token bucket answering 429 with ``Retry-After``);
     ``fault_rate`` (the share of GET requests that get one of ``faults``: a 500, 502 or 503,
@@ -75,6 +88,10 @@ class FakeUphance:
         *,
         page_size: int = 100,
         token: str | None = None,
+        email: str = "demo@example.com",
+        password: str | None = None,
+        token_lifetime: float = 7 * 86400,
+        organisations: Mapping[int, str] | None = None,
         seed: int = 0,
         latency: float = 0.0,
         rate_limit: float | None = None,
@@ -94,6 +111,14 @@ class FakeUphance:
             raise ValueError(f"faults must be among {FAULTS} and fault_rate in [0, 1]")
         self.page_size = page_size
         self.token = token if token is not None else secrets.token_urlsafe(24)
+        self.email = email
+        self.password = password if password is not None else secrets.token_urlsafe(12)
+        self.token_lifetime = token_lifetime
+        self.organisations = dict(organisations or {9579: "Uphance Demo", 9580: "Second Label"})
+        self.token_requests = 0
+        self._issued: dict[str, float] = {}
+        self._refresh_tokens: set[str] = set()
+        self._organisation_of: dict[str, int] = {}
         self.seed = seed
         self.latency = latency
         self.rate_limit = rate_limit
@@ -213,6 +238,68 @@ class FakeUphance:
             return row
         return None
 
+    # -- sign-in ------------------------------------------------------------------------------
+
+    def expire_tokens(self, *, revoke_refresh_tokens: bool = False) -> None:
+        """Make every token issued so far expired (the static ``token`` stays valid), and
+        with ``revoke_refresh_tokens`` refuse their refresh tokens too."""
+        for token in self._issued:
+            self._issued[token] = 0.0
+        if revoke_refresh_tokens:
+            self._refresh_tokens.clear()
+
+    def _refusal(self, token: str | None) -> str | None:
+        """Why ``token`` may not be used, or None when it may."""
+        if token is None:
+            return "An access token is required"
+        if token == self.token:
+            return None
+        expires = self._issued.get(token)
+        if expires is None:
+            return "The access token is invalid"
+        if expires <= time.time():
+            return "The access token expired"
+        return None
+
+    def _token_answer(self, body: Any) -> web.Response:
+        self.token_requests += 1
+        grant = body.get("grant_type") if isinstance(body, dict) else None
+        if grant == "password":
+            if body.get("email") != self.email or body.get("password") != self.password:
+                return _invalid_grant("The e-mail or password is not correct")
+        elif grant == "refresh_token":
+            refresh = body.get("refresh_token")
+            if refresh not in self._refresh_tokens:
+                return _invalid_grant("The refresh token is invalid, expired or already used")
+            self._refresh_tokens.discard(refresh)
+        else:
+            return _json(400, {"error": "unsupported_grant_type"})
+        now = time.time()
+        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self._issued[access] = now + self.token_lifetime
+        self._refresh_tokens.add(refresh)
+        return _json(
+            200,
+            {
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime,
+                "refresh_token": refresh,
+                "created_at": now,
+            },
+        )
+
+    def _organisations(self) -> web.Response:
+        listed = [{"id": key, "name": name} for key, name in self.organisations.items()]
+        return _json(200, {"organisations": listed})
+
+    def _set_current_org(self, token: str, body: Any) -> web.Response:
+        chosen = body.get("organizationId") if isinstance(body, dict) else None
+        if chosen not in self.organisations:
+            return _json(422, {"errors": {"organizationId": ["is not one of yours"]}})
+        self._organisation_of[token] = chosen
+        return _json(200, {"Status": "Updated"})
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> FakeUphance:
@@ -224,8 +311,8 @@ class FakeUphance:
 
     async def start(self) -> None:
         """Start listening; ``url`` is set once this returns."""
-        app = web.Application(middlewares=[self._middleware])
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._serve)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port).start()
@@ -240,15 +327,18 @@ class FakeUphance:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    @web.middleware
-    async def _middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Any]
-    ) -> web.StreamResponse:
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         body: Any = None
         fault: str | None = None
-        authorized = request.headers.get("Authorization") == f"Bearer {self.token}"
+        header = request.headers.get("Authorization", "")
+        presented = header[7:] if header.startswith("Bearer ") else None
+        refusal = (
+            None if (request.method, request.path) == _OPEN_ROUTE else self._refusal(presented)
+        )
+        authorized = refusal is None
+        organisation = self._organisation_of.get(presented) if presented else None
         response: web.StreamResponse
         try:
             if self.on_request is not None:
@@ -261,10 +351,10 @@ class FakeUphance:
                     body = raw.decode("utf-8", "replace")
             if self.latency:
                 await asyncio.sleep(self.latency)
-            if not authorized:
+            if refusal is not None:
                 response = _json(
                     401,
-                    {"error": "invalid_token", "error_description": "The access token is invalid"},
+                    {"error": "invalid_token", "error_description": refusal},
                     {"WWW-Authenticate": 'Bearer error="invalid_token"'},
                 )
             elif (throttled := self._throttle()) is not None:
@@ -274,8 +364,7 @@ class FakeUphance:
                 if fault is None or fault == "slow":
                     if fault == "slow":
                         await asyncio.sleep(self.slow_seconds)
-                    request["json"] = body
-                    response = await handler(request)
+                    response = self._dispatch(request, body, presented or "")
                 else:
                     response = await self._fault(request, fault)
             return response
@@ -291,10 +380,11 @@ class FakeUphance:
                             key: ("<redacted>" if key.lower() == "authorization" else value)
                             for key, value in request.headers.items()
                         },
-                        body=body,
+                        body=_redacted(body),
                         status=response.status if "response" in locals() else 0,
                         fault=fault,
                         authorized=authorized,
+                        organisation=organisation,
                     )
                 )
 
@@ -339,10 +429,15 @@ class FakeUphance:
         request.transport.close()
         return response
 
-    async def _dispatch(self, request: web.Request) -> web.Response:
+    def _dispatch(self, request: web.Request, body: Any, token: str) -> web.Response:
         parts = [part for part in request.path.split("/") if part]
-        body = request.get("json")
         method = request.method
+        if (method, request.path) == _OPEN_ROUTE:
+            return self._token_answer(body)
+        if parts == ["organisations"] and method == "GET":
+            return self._organisations()
+        if parts == ["organisations", "set_current_org"] and method == "POST":
+            return self._set_current_org(token, body)
         if parts == ["customers"]:
             if method == "GET":
                 return self._list(request)
@@ -555,6 +650,19 @@ def _json(status: int, data: Any, headers: Mapping[str, str] | None = None) -> w
         content_type="application/json",
         headers=headers,
     )
+
+
+def _invalid_grant(description: str) -> web.Response:
+    return _json(400, {"error": "invalid_grant", "error_description": description})
+
+
+def _redacted(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {
+            key: "<redacted>" if key in ("password", "refresh_token") else value
+            for key, value in body.items()
+        }
+    return body
 
 
 def _not_found(what: str) -> web.Response:
