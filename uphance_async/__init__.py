@@ -3,6 +3,8 @@
 >>> from uphance_async import UphanceClient
 """
 
+import logging
+
 from ._auth import Credentials, JSONFileTokenStore, Token, TokenStore
 from ._convert import converter
 from ._retry import RetryPolicy
@@ -24,6 +26,9 @@ from .models import (
 )
 from .pagination import Checkpoint, Page, PageMeta, StreamStats
 from .resources.customers import CustomerStream
+
+# A library logs, the application decides where logs go.
+logging.getLogger("uphance_async").addHandler(logging.NullHandler())
 
 __all__ = [
     "Address",

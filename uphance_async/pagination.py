@@ -69,13 +69,15 @@ class Checkpoint:
 
 @attrs.define(slots=True)
 class StreamStats:
-    """Counters of one stream, updated as it runs."""
+    """Counters of one stream, updated as it runs; totals as the server last announced them."""
 
     pages_fetched: int = 0
     items_yielded: int = 0
     retries: int = 0
     throttled: int = 0
     duplicates_dropped: int = 0
+    total_pages: int | None = None
+    total_count: int | None = None
     started: float | None = None
     finished: float | None = None
 
@@ -85,6 +87,13 @@ class StreamStats:
         if self.started is None:
             return 0.0
         return (self.finished or time.monotonic()) - self.started
+
+    def saw(self, meta: PageMeta) -> None:
+        """Keep the latest ``total_pages`` and ``total_count`` the server announced."""
+        if meta.total_pages is not None:
+            self.total_pages = meta.total_pages
+        if meta.total_count is not None:
+            self.total_count = meta.total_count
 
     def observe(self, event: str) -> None:
         """Count a transport event (``"retry"`` or ``"throttled"``)."""
@@ -429,6 +438,7 @@ class _Pump:
         except Exception as exc:
             await out.send(_Failure(first, exc))
             return
+        self._stats.saw(page.meta)
         await out.send((first, page))
         following = self._following(first, page)
         if following is None:
@@ -460,6 +470,8 @@ class _Pump:
                     if done > stop_after:
                         continue
                     message = await self._parse(result)
+                    if not isinstance(message, _Failure):
+                        self._stats.saw(message[1].meta)
                     await out.send(message)
                     if isinstance(message, _Failure):
                         group.cancel_scope.cancel()
