@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -57,3 +59,32 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
         monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
     with aioresponses() as mock:
         yield mock
+
+
+@pytest.fixture
+def thread_served() -> Iterator[Callable[[FakeUphance], FakeUphance]]:
+    """Serve a FakeUphance from a loop in another thread, for code that calls asyncio.run()."""
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, threading.Thread]] = []
+
+    def start(server: FakeUphance) -> FakeUphance:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        stop = asyncio.Event()
+
+        async def serve() -> None:
+            async with server:
+                ready.set()
+                await stop.wait()
+
+        thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
+        thread.start()
+        running.append((loop, stop, thread))
+        if not ready.wait(10):
+            raise RuntimeError("the fake server did not start")
+        return server
+
+    yield start
+    for loop, stop, thread in running:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,27 +17,8 @@ PASSWORD = "cli-password-123"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeUphance]:
-    """A FakeUphance on its own loop in a thread, so main() can run asyncio.run()."""
-    server = FakeUphance(customers=150, page_size=20, password=PASSWORD, seed=8)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    stop = asyncio.Event()
-
-    async def serve() -> None:
-        async with server:
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield server
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        loop.close()
+def fake(thread_served: Callable[[FakeUphance], FakeUphance]) -> FakeUphance:
+    return thread_served(FakeUphance(customers=150, page_size=20, password=PASSWORD, seed=8))
 
 
 @pytest.fixture

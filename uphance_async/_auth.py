@@ -153,14 +153,14 @@ class TokenStore(Protocol):
 
 
 class JSONFileTokenStore:
-    """A :class:`TokenStore` in a JSON file readable by its owner only (mode 0600).
+    """A :class:`TokenStore` in a JSON file readable by its owner only (mode 0600); ``~`` expands.
 
     The file is replaced atomically, so a crash never leaves half a token behind; an unreadable
     file counts as empty.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
 
     def __repr__(self) -> str:
         return f"JSONFileTokenStore({str(self.path)!r})"

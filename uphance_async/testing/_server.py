@@ -178,6 +178,9 @@ class FakeUphance:
         """Overwrite fields of a customer's record (to serve odd or broken data); the record."""
         record = self._materialise(self._by_id[customer_id])
         record.update(changes)
+        for person in record.get("people") or []:
+            if isinstance(person, dict) and isinstance(person.get("email"), str):
+                self._emails[person["email"].lower()] = customer_id
         self._changed()
         return record
 
