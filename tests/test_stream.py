@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from uphance_async import Checkpoint, Customer, RetryPolicy, UphanceClient, converter
 from uphance_async.errors import (
@@ -352,3 +353,52 @@ async def test_a_bad_customer_surfaces_after_the_good_ones(
     )
     raw = [record["id"] async for record in api.customers.stream(status="all", raw=True)]
     assert raw == everything
+
+
+async def serve_pages(pages: dict[int, Any]) -> tuple[web.AppRunner, str, list[int]]:
+    """A bare server answering GET /customers?page=N with ``pages[N]`` (or [] past the end)."""
+    asked: list[int] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        number = int(request.query.get("page", "1"))
+        asked.append(number)
+        return web.json_response(pages.get(number, pages.get(0, [])))
+
+    app = web.Application()
+    app.router.add_get("/customers", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}", asked
+
+
+@pytest.mark.parametrize(
+    ("pages", "expected_ids", "expected_asks"),
+    [
+        # No meta, the page parameter honoured: read on until an empty page.
+        ({1: [{"id": 1}, {"id": 2}], 2: [{"id": 3}], 3: []}, [1, 2, 3], [1, 2, 3]),
+        # No meta and the page parameter ignored: the repeat of page 1 ends it.
+        ({0: {"customers": [{"id": 1}, {"id": 2}]}}, [1, 2], [1, 2]),
+        # A meta without next_page: derived from current_page and total_pages.
+        (
+            {
+                1: {"customers": [{"id": 1}], "meta": {"current_page": 1, "total_pages": 2}},
+                2: {"customers": [{"id": 2}], "meta": {"current_page": 2, "total_pages": 2}},
+            },
+            [1, 2],
+            [1, 2],
+        ),
+    ],
+)
+async def test_servers_with_little_or_no_meta(
+    pages: dict[int, Any], expected_ids: list[int], expected_asks: list[int]
+) -> None:
+    runner, url, asked = await serve_pages(pages)
+    try:
+        async with UphanceClient(token="t", base_url=url) as client:
+            ids = await collect(client.customers.stream())
+    finally:
+        await runner.cleanup()
+    assert ids == expected_ids
+    assert sorted(asked) == expected_asks

@@ -355,3 +355,30 @@ async def test_email_cannot_change_path_or_query(mocked: Any, client: UphanceCli
     ((_, url, _),) = sent(mocked)
     assert url.raw_path == "/customers/a%2F..%2Fb%3Fx%40y.com"
     assert url.query_string == ""
+
+
+async def test_lists_nested_in_the_only_object(mocked: Any, client: UphanceClient) -> None:
+    mocked.get(f"{BASE}/customers/5/contacts", payload={"customer": {"people": [{"id": 3}]}})
+    (contact,) = await client.customers.contacts(5)
+    assert contact.id == 3
+
+
+async def test_a_meta_without_next_page_is_completed(mocked: Any, client: UphanceClient) -> None:
+    mocked.get(
+        ANY_CUSTOMERS,
+        payload={"customers": [CUSTOMER], "meta": {"current_page": 1, "total_pages": 2}},
+    )
+    assert (await client.customers.page(1)).meta.next_page == 2
+    mocked.get(
+        ANY_CUSTOMERS,
+        payload={"customers": [CUSTOMER], "meta": {"current_page": 2, "total_pages": 2}},
+    )
+    assert (await client.customers.page(2)).meta.next_page is None
+    mocked.get(
+        ANY_CUSTOMERS,
+        payload={
+            "customers": [CUSTOMER],
+            "meta": {"current_page": 1, "next_page": None, "total_pages": 2},
+        },
+    )
+    assert (await client.customers.page(1)).meta.next_page is None

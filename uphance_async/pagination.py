@@ -82,6 +82,11 @@ class StreamStats:
     finished: float | None = None
 
     @property
+    def customers_yielded(self) -> int:
+        """``items_yielded``, by the name a customer stream's users look for."""
+        return self.items_yielded
+
+    @property
     def elapsed(self) -> float:
         """Seconds from the first request to the end (or to now, while running)."""
         if self.started is None:

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, Literal, TypeVar, overload
 
+import attrs
 import orjson
 
 from .. import _validate
@@ -82,18 +83,22 @@ def _one_object(data: Any, names: Iterable[str], what: str, method: str, path: s
     raise ResponseValidationError(f"{method} {path}: expected {what} object, got {_describe(data)}")
 
 
-def _list_of(data: Any, names: Iterable[str]) -> tuple[list[Any], str] | None:
-    """The list in an answer and its JSON path: a bare array, or under one key."""
+def _list_of(data: Any, names: Iterable[str], where: str = "$") -> tuple[list[Any], str] | None:
+    """The list in an answer and its JSON path: a bare array, under one key, or under one key
+    of the only object in the answer (``{"customer": {"people": [...]}}``)."""
     if isinstance(data, list):
-        return data, "$"
+        return data, where
     if not isinstance(data, dict):
         return None
     for name in names:
         if isinstance(data.get(name), list):
-            return data[name], f"$.{name}"
+            return data[name], f"{where}.{name}"
     lists = [(key, value) for key, value in data.items() if isinstance(value, list)]
     if len(lists) == 1:
-        return lists[0][1], f"$.{lists[0][0]}"
+        return lists[0][1], f"{where}.{lists[0][0]}"
+    objects = [(key, value) for key, value in data.items() if isinstance(value, dict)]
+    if not lists and len(objects) == 1 and where == "$":
+        return _list_of(objects[0][1], names, f"$.{objects[0][0]}")
     return None
 
 
@@ -139,9 +144,13 @@ def _raw(item: Any) -> RawCustomer:
 
 
 def _meta(data: Any) -> PageMeta:
-    if not isinstance(data, dict) or data.get("meta") is None:
+    if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
         return PageMeta()
     meta: PageMeta = structure(data["meta"], PageMeta, "$.meta")
+    if "next_page" not in data["meta"] and meta.current_page and meta.total_pages is not None:
+        # No next_page at all (not null): derive it rather than stop after this page.
+        following = meta.current_page + 1 if meta.current_page < meta.total_pages else None
+        meta = attrs.evolve(meta, next_page=following)
     return meta
 
 
