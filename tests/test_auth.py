@@ -7,7 +7,7 @@ import logging
 import os
 import stat
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -216,7 +216,9 @@ def test_bad_sign_in_arguments(kwargs: dict[str, object], message: str) -> None:
         UphanceClient(**kwargs)  # type: ignore[arg-type]
 
 
-async def test_a_redirect_to_another_host_is_not_followed() -> None:
+async def test_a_redirect_to_another_host_is_not_followed(
+    serve_app: Callable[[web.Application], Awaitable[str]],
+) -> None:
     seen: list[web.Request] = []
 
     async def elsewhere(request: web.Request) -> web.Response:
@@ -225,29 +227,16 @@ async def test_a_redirect_to_another_host_is_not_followed() -> None:
 
     other = web.Application()
     other.router.add_get("/{tail:.*}", elsewhere)
-    other_runner = web.AppRunner(other)
-    await other_runner.setup()
-    await web.TCPSite(other_runner, "127.0.0.1", 0).start()
-    host, port = other_runner.addresses[0][:2]
+    other_url = await serve_app(other)
 
     async def redirect(request: web.Request) -> web.Response:
-        raise web.HTTPFound(f"http://{host}:{port}{request.path_qs}")
+        raise web.HTTPFound(f"{other_url}{request.path_qs}")
 
     first = web.Application()
     first.router.add_get("/{tail:.*}", redirect)
-    first_runner = web.AppRunner(first)
-    await first_runner.setup()
-    await web.TCPSite(first_runner, "127.0.0.1", 0).start()
-    first_host, first_port = first_runner.addresses[0][:2]
-    try:
-        async with UphanceClient(
-            token="sekrit", base_url=f"http://{first_host}:{first_port}"
-        ) as api:
-            with pytest.raises(APIStatusError) as caught:
-                await api.customers.page(1)
-    finally:
-        await first_runner.cleanup()
-        await other_runner.cleanup()
+    async with UphanceClient(token="sekrit", base_url=await serve_app(first)) as api:
+        with pytest.raises(APIStatusError) as caught:
+            await api.customers.page(1)
     assert caught.value.status == 302
     assert seen == []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -355,9 +355,8 @@ async def test_a_bad_customer_surfaces_after_the_good_ones(
     assert raw == everything
 
 
-async def serve_pages(pages: dict[int, Any]) -> tuple[web.AppRunner, str, list[int]]:
-    """A bare server answering GET /customers?page=N with ``pages[N]`` (or [] past the end)."""
-    asked: list[int] = []
+def pages_app(pages: dict[int, Any], asked: list[int]) -> web.Application:
+    """GET /customers?page=N answered with ``pages[N]`` (``pages[0]``, or [], past the end)."""
 
     async def answer(request: web.Request) -> web.Response:
         number = int(request.query.get("page", "1"))
@@ -366,11 +365,7 @@ async def serve_pages(pages: dict[int, Any]) -> tuple[web.AppRunner, str, list[i
 
     app = web.Application()
     app.router.add_get("/customers", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}", asked
+    return app
 
 
 @pytest.mark.parametrize(
@@ -392,13 +387,14 @@ async def serve_pages(pages: dict[int, Any]) -> tuple[web.AppRunner, str, list[i
     ],
 )
 async def test_servers_with_little_or_no_meta(
-    pages: dict[int, Any], expected_ids: list[int], expected_asks: list[int]
+    pages: dict[int, Any],
+    expected_ids: list[int],
+    expected_asks: list[int],
+    serve_app: Callable[[web.Application], Awaitable[str]],
 ) -> None:
-    runner, url, asked = await serve_pages(pages)
-    try:
-        async with UphanceClient(token="t", base_url=url) as client:
-            ids = await collect(client.customers.stream())
-    finally:
-        await runner.cleanup()
+    asked: list[int] = []
+    url = await serve_app(pages_app(pages, asked))
+    async with UphanceClient(token="t", base_url=url) as client:
+        ids = await collect(client.customers.stream())
     assert ids == expected_ids
     assert sorted(asked) == expected_asks
