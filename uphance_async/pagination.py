@@ -401,7 +401,9 @@ class PageStream(Generic[T]):
         if self._receive is not None:
             self._receive.close()
         if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
+            # Dropped after its loop closed (at interpreter exit): nothing left to stop.
+            with contextlib.suppress(RuntimeError):
+                self._pump.cancel()
 
 
 class _Pump:
@@ -417,7 +419,6 @@ class _Pump:
         source: PageSource,
         *,
         key: Callable[[Any], Hashable],
-        convert: Callable[..., T] | None = None,
         concurrency: int,
         ordered: bool,
         stats: StreamStats,
