@@ -131,6 +131,8 @@ def test_get_contacts_and_addresses_print_json(
     ("argv", "message"),
     [
         (["customers", "contacts", "abc"], "positive number"),
+        (["customers", "get", "0"], "positive number"),
+        (["customers", "get", "not an e-mail"], "e-mail"),
         (["customers", "export", "--resume"], "--output"),
         (["customers", "get", "5", "--base-url", "http://api.example.com"], "https"),
     ],
@@ -155,6 +157,15 @@ def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["customers", "export", "--status", "archived"])
     assert caught.value.code == 2
+
+
+def test_unwritable_output_exits_1(
+    env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    output = tmp_path / "file" / "customers.jsonl"
+    assert main(["customers", "export", "-o", str(output), "--base-url", env.url]) == 1
+    assert "uphance-async:" in capsys.readouterr().err
 
 
 def test_api_errors_exit_1_with_one_line(

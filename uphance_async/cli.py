@@ -24,6 +24,7 @@ import orjson
 
 from ._convert import converter
 from ._export import ExportError, export
+from ._validate import is_email
 from .client import DEFAULT_BASE_URL, UphanceClient
 from .errors import UphanceError
 from .pagination import StreamStats
@@ -140,9 +141,9 @@ async def _customers(args: argparse.Namespace) -> str | None:
         target = args.target
         if args.action == "get":
             found: Any = (
-                await client.customers.get(int(target))
+                await client.customers.get(_as_id(target))
                 if target.isdigit()
-                else await client.customers.get_by_email(target)
+                else await client.customers.get_by_email(_as_email(target))
             )
         elif args.action == "contacts":
             found = await client.customers.contacts(_as_id(target))
@@ -158,14 +159,16 @@ def _as_id(text: str) -> int:
     return int(text)
 
 
+def _as_email(text: str) -> str:
+    if not is_email(text):
+        raise UsageError(f"give a customer id or a contact's e-mail, not {text!r}")
+    return text
+
+
 async def _demo(args: argparse.Namespace) -> str:
     async with FakeUphance(customers=args.customers, page_size=100, latency=args.latency) as fake:
-        args.token, args.base_url, args.status, args.agent_contact = (
-            fake.token,
-            fake.url,
-            "all",
-            None,
-        )
+        args.token, args.base_url = fake.token, fake.url
+        args.status, args.agent_contact = "all", None
         output = None if args.output == "-" else Path(args.output)
         summary = await _run_export(client_from(args), args, output)
     return f"demo tenant ({args.latency * 1000:.0f} ms per page): {summary}"
@@ -247,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exception(exc)
         print(f"{PROG}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (an export carries on with --resume)", file=sys.stderr)
