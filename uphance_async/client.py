@@ -13,6 +13,7 @@ from ._auth import Auth, Credentials, PasswordAuth, StaticToken, TokenStore
 from ._ratelimit import Limiter
 from ._retry import RetryPolicy
 from ._transport import Transport, error_message
+from ._validate import positive_int
 from ._version import __version__
 from .errors import APIStatusError, AuthenticationError, ClientClosedError, ServerError
 from .models import Organisation
@@ -100,9 +101,8 @@ class UphanceClient:
             )
         if (token is None) == (credentials is None):
             raise ValueError("give either token=, or email= and password= (or credentials=)")
-        for name, number in (("concurrency", concurrency), ("max_in_flight", max_in_flight)):
-            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-                raise ValueError(f"{name} must be a positive int, not {number!r}")
+        positive_int("concurrency", concurrency)
+        positive_int("max_in_flight", max_in_flight)
         for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
             if not isinstance(seconds, int | float) or seconds <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")

@@ -26,6 +26,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._validate import positive_int
 from .errors import UphanceError
 
 __all__ = ["Checkpoint", "Page", "PageMeta", "PageSource", "PageStream", "StreamStats"]
@@ -246,10 +247,8 @@ class PageStream(Generic[T]):
         self._pump: asyncio.Task[None] | None = None
         self._closed = False
         self._closed_by: UphanceError | None = None
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
-        if isinstance(start_page, bool) or not isinstance(start_page, int) or start_page < 1:
-            raise ValueError(f"start_page must be a positive int, not {start_page!r}")
+        positive_int("concurrency", concurrency)
+        positive_int("start_page", start_page)
         self._source = source
         self._key = key
         self._convert = convert

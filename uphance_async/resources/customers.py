@@ -52,12 +52,6 @@ def _filters(status: str | None, agent_contact: str | None) -> dict[str, str]:
     return params
 
 
-def _page_number(page: object, name: str = "page") -> int:
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise ValueError(f"{name} must be a positive int, not {page!r}")
-    return page
-
-
 def _one_object(data: Any, names: Iterable[str], what: str, method: str, path: str) -> Any:
     """The single record in an answer: bare, wrapped in one key, or the first of a list."""
     if isinstance(data, dict):
@@ -233,7 +227,7 @@ class CustomersAPI:
         ``agent_contact`` (an agent's e-mail or phone) keeps only that agent's customers.
         """
         pages = _CustomerPages(self._transport, _filters(status, agent_contact))
-        found = await pages.fetch(_page_number(page), None)
+        found = await pages.fetch(_validate.positive_int("page", page), None)
         customers = tuple(map(pages.convert, found.items, range(len(found.items))))
         return Page(items=customers, meta=found.meta)
 
@@ -282,7 +276,7 @@ class CustomersAPI:
         come from it). ``raw=True`` yields the plain JSON dicts, for exports that re-serialise.
         """
         params = _filters(status, agent_contact)
-        first = _page_number(start_page, "start_page")
+        first = start_page  # checked by the stream
         yielded = 0
         if resume is not None:
             if not isinstance(resume, Checkpoint):
