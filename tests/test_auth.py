@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import os
 import stat
@@ -249,3 +250,24 @@ async def test_oversized_pages_are_refused_through_the_server() -> None:
                 await client.customers.page(1)
             with pytest.raises(ResponseTooLargeError):
                 [c async for c in client.customers.stream()]
+
+
+async def test_a_compressed_answer_is_capped_after_decompression(
+    serve_app: Callable[[web.Application], Awaitable[str]],
+) -> None:
+    body = b'{"customers": [], "notes": "' + b" " * 2_000_000 + b'"}'
+    packed = gzip.compress(body)
+
+    async def bomb(request: web.Request) -> web.Response:
+        return web.Response(
+            body=packed,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+
+    app = web.Application()
+    app.router.add_get("/customers", bomb)
+    url = await serve_app(app)
+    assert len(packed) < 20_000
+    async with UphanceClient(token="t", base_url=url, max_response_bytes=100_000) as client:
+        with pytest.raises(ResponseTooLargeError):
+            await client.customers.page(1)
