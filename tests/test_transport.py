@@ -382,3 +382,23 @@ async def test_a_meta_without_next_page_is_completed(mocked: Any, client: Uphanc
         },
     )
     assert (await client.customers.page(1)).meta.next_page is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"organisations": [{"id": 9, "name": "A"}]}, [{"id": 9, "name": "A"}]],
+)
+async def test_organisations_bare_or_wrapped(
+    mocked: Any, client: UphanceClient, payload: Any
+) -> None:
+    mocked.get(f"{BASE}/organisations", payload=payload)
+    (organisation,) = await client.organisations()
+    assert (organisation.id, organisation.name) == (9, "A")
+
+
+async def test_bad_organisations_name_the_path(mocked: Any, client: UphanceClient) -> None:
+    mocked.get(f"{BASE}/organisations", payload={"organisations": [{"id": 9}, {"name": "x"}]})
+    with pytest.raises(ResponseValidationError) as caught:
+        await client.organisations()
+    assert caught.value.path == "$.organisations[1].id"
+    assert caught.value.url_path == "/organisations"

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any, Literal, TypeVar, overload
 
-import attrs
 import orjson
 
 from .. import _validate
 from .._convert import body, structure, structure_hook, validation_error
 from .._transport import Transport, path_of
-from ..errors import NotFoundError, ResponseValidationError
+from ..errors import ResponseValidationError
 from ..models import Address, Contact, Customer, NewAddress, NewContact, NewCustomer
-from ..pagination import Checkpoint, Observer, Page, PageMeta, PageStream
+from ..pagination import Checkpoint, Observer, Page, PageStream
+from ._shapes import answer_to, items, one_object, page_meta
 
 __all__ = ["CustomerStream", "CustomersAPI"]
 
@@ -52,100 +51,12 @@ def _filters(status: str | None, agent_contact: str | None) -> dict[str, str]:
     return params
 
 
-def _one_object(data: Any, names: Iterable[str], what: str, method: str, path: str) -> Any:
-    """The single record in an answer: bare, wrapped in one key, or the first of a list."""
-    if isinstance(data, dict):
-        if "id" in data:
-            return data
-        for name in names:
-            if isinstance(data.get(name), dict):
-                return data[name]
-        objects = [value for value in data.values() if isinstance(value, dict | list)]
-        if len(objects) == 1:
-            data = objects[0]
-    if isinstance(data, dict) and "id" in data:
-        return data
-    if isinstance(data, list):
-        if not data:
-            raise NotFoundError(
-                f"HTTP 404 for {method} {path}: the server answered an empty list",
-                status=404,
-                method=method,
-                path=path,
-            )
-        return data[0]
-    raise ResponseValidationError(f"{method} {path}: expected {what} object, got {_describe(data)}")
-
-
-def _list_of(data: Any, names: Iterable[str], where: str = "$") -> tuple[list[Any], str] | None:
-    """The list in an answer and its JSON path: a bare array, under one key, or under one key
-    of the only object in the answer (``{"customer": {"people": [...]}}``)."""
-    if isinstance(data, list):
-        return data, where
-    if not isinstance(data, dict):
-        return None
-    for name in names:
-        if isinstance(data.get(name), list):
-            return data[name], f"{where}.{name}"
-    lists = [(key, value) for key, value in data.items() if isinstance(value, list)]
-    if len(lists) == 1:
-        return lists[0][1], f"{where}.{lists[0][0]}"
-    objects = [(key, value) for key, value in data.items() if isinstance(value, dict)]
-    if not lists and len(objects) == 1 and where == "$":
-        return _list_of(objects[0][1], names, f"$.{objects[0][0]}")
-    return None
-
-
-def _describe(data: Any) -> str:
-    if isinstance(data, dict):
-        return "an object with keys " + ", ".join(sorted(map(str, data))[:8])
-    return type(data).__name__ if data is not None else "an empty body"
-
-
-def _items(data: Any, names: Iterable[str], convert: Callable[[Any], T], cl: type) -> tuple[T, ...]:
-    found = _list_of(data, names)
-    if found is None:
-        raise ResponseValidationError(f"expected a list, got {_describe(data)}")
-    raw, where = found
-    try:
-        return tuple(map(convert, raw))
-    except Exception:
-        # Convert again one by one, only to name the JSON path of the first bad item.
-        for index, item in enumerate(raw):
-            try:
-                convert(item)
-            except Exception as exc:
-                raise validation_error(exc, cl, f"{where}[{index}]") from None
-        raise
-
-
-@contextmanager
-def _answer_to(method: str, path: str) -> Iterator[None]:
-    """Name the request in any ResponseValidationError raised while reading its answer."""
-    try:
-        yield
-    except ResponseValidationError as error:
-        error.method, error.url_path = method, path
-        raise
-
-
 def _raw(item: Any) -> RawCustomer:
     """``item`` if it is a JSON object with an int or str ``id``, else the precise error."""
     if item.__class__ is not dict or item.get("id").__class__ not in (int, str):
         _CustomerPages._structure(item)
         raise TypeError(f"expected a customer id, got {item.get('id')!r}")
     return item
-
-
-def _meta(data: Any) -> PageMeta:
-    if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
-        return PageMeta()
-    meta: PageMeta = structure(data["meta"], PageMeta, "$.meta")
-    if "next_page" not in data["meta"] and meta.current_page and meta.total_pages is not None:
-        # No next_page at all (not null): derive it rather than stop after this page.
-        following = meta.current_page + 1 if meta.current_page < meta.total_pages else None
-        meta = attrs.evolve(meta, next_page=following)
-    return meta
 
 
 class _CustomerPages:
@@ -172,7 +83,7 @@ class _CustomerPages:
         return body
 
     def parse(self, body: bytes) -> Page[RawCustomer]:
-        with _answer_to("GET", self._PATH):
+        with answer_to("GET", self._PATH):
             try:
                 data = orjson.loads(body)
             except orjson.JSONDecodeError:
@@ -183,11 +94,11 @@ class _CustomerPages:
         data = await self._transport.request(
             "GET", self._PATH, params=self._query(number), observer=observer
         )
-        with _answer_to("GET", self._PATH):
+        with answer_to("GET", self._PATH):
             return self._page(data)
 
     def _page(self, data: Any) -> Page[RawCustomer]:
-        return Page(items=_items(data, ("customers",), _raw, Customer), meta=_meta(data))
+        return Page(items=items(data, ("customers",), _raw, Customer), meta=page_meta(data))
 
     def convert(self, item: RawCustomer, position: int = 0) -> Customer:
         """One customer of a page; an error names ``$.customers[position]`` and below."""
@@ -335,8 +246,8 @@ class CustomersAPI:
     async def _list(self, path: str, names: tuple[str, ...], cl: type[T]) -> tuple[T, ...]:
         hook = structure_hook(cl)
         data = await self._get(path)
-        with _answer_to("GET", path):
-            return _items(data, names, hook, cl)
+        with answer_to("GET", path):
+            return items(data, names, hook, cl)
 
     async def _post(
         self,
@@ -353,5 +264,5 @@ class CustomersAPI:
         return self._one(data, names, cl, "POST", path)
 
     def _one(self, data: Any, names: tuple[str, ...], cl: type[T], method: str, path: str) -> T:
-        with _answer_to(method, path):
-            return structure(_one_object(data, names, cl.__name__, method, path), cl)
+        with answer_to(method, path):
+            return structure(one_object(data, names, cl.__name__, method, path), cl)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from .. import _validate
-from .._convert import structure
+from .._convert import converter
 from .._transport import Transport, UseAuth
-from ..errors import ResponseValidationError
 from ..models import Organisation
+from ._shapes import answer_to, items
 
 __all__ = ["OrganisationsAPI"]
+
+
+def _organisation(data: object) -> Organisation:
+    found: Organisation = converter.structure(data, Organisation)
+    return found
 
 
 class OrganisationsAPI:
@@ -20,18 +25,8 @@ class OrganisationsAPI:
     async def list(self) -> tuple[Organisation, ...]:
         """Every organisation the user belongs to."""
         data = await self._transport.request("GET", "/organisations")
-        found = data.get("organisations") if isinstance(data, dict) else data
-        if not isinstance(found, list):
-            raise ResponseValidationError(
-                "expected a list of organisations",
-                path="$.organisations",
-                method="GET",
-                url_path="/organisations",
-            )
-        return tuple(
-            structure(item, Organisation, f"$.organisations[{index}]")
-            for index, item in enumerate(found)
-        )
+        with answer_to("GET", "/organisations"):
+            return items(data, ("organisations",), _organisation, Organisation)
 
     async def select(
         self, organisation_id: int, *, authorization: str | UseAuth = UseAuth.CLIENT
