@@ -38,6 +38,8 @@ from .errors import (
 )
 from .pagination import Observer
 
+__all__ = ["Transport", "UseAuth", "error_message", "path_of", "status_error"]
+
 logger = logging.getLogger("uphance_async")
 
 
@@ -309,5 +311,3 @@ def _sent(exc: BaseException) -> bool:
     # aiohttp's connect timeouts happen before a byte of the request left.
     return not isinstance(exc, aiohttp.ConnectionTimeoutError)
 
-
-__all__ = ["Transport", "UseAuth", "error_message", "path_of", "status_error"]
