@@ -310,4 +310,3 @@ class Transport:
 def _sent(exc: BaseException) -> bool:
     # aiohttp's connect timeouts happen before a byte of the request left.
     return not isinstance(exc, aiohttp.ConnectionTimeoutError)
-
