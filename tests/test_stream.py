@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from uphance_async import Checkpoint, Customer, RetryPolicy, UphanceClient, converter
 from uphance_async.errors import (
@@ -398,3 +400,27 @@ async def test_servers_with_little_or_no_meta(
         ids = await collect(client.customers.stream())
     assert ids == expected_ids
     assert sorted(asked) == expected_asks
+
+
+@given(
+    st.lists(
+        st.lists(st.integers(min_value=-(2**64), max_value=2**64) | st.sampled_from(["a", "b"])),
+        max_size=30,
+    )
+)
+def test_seen_keys_match_a_plain_set(pages: list[list[int | str]]) -> None:
+    from uphance_async.pagination import _SeenKeys
+
+    class Small(_SeenKeys):
+        # Settle often into short runs, so that several runs are exercised on small inputs.
+        _BATCH = 16
+        _RUN = 48
+
+    seen, reference = Small(), set()
+    for page in pages:
+        expected = []
+        for key in page:
+            if key not in reference:
+                reference.add(key)
+                expected.append(key)
+        assert list(seen.fresh(page, lambda key: key)) == expected
