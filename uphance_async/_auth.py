@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
+from ._files import write_atomically
 from ._validate import is_email, positive_int
 from .errors import AuthenticationError, ResponseValidationError
 
@@ -179,19 +179,8 @@ class JSONFileTokenStore:
             return None
 
     async def save(self, token: Token) -> None:
-        await anyio.to_thread.run_sync(self._write, token)
-
-    def _write(self, token: Token) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            os.fchmod(handle, 0o600)
-            with os.fdopen(handle, "w") as sink:
-                json.dump(attrs.asdict(token), sink)
-            os.replace(temporary, self.path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        data = json.dumps(attrs.asdict(token)).encode()
+        await anyio.to_thread.run_sync(write_atomically, self.path, data)
 
 
 RequestToken = Callable[[dict[str, Any]], Awaitable[Any]]

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -20,6 +19,7 @@ from typing import IO, Any, Literal
 import orjson
 
 from ._convert import converter
+from ._files import write_atomically
 from .client import UphanceClient
 from .pagination import Checkpoint, StreamStats
 
@@ -124,19 +124,6 @@ def checkpoint_path(output: Path) -> Path:
     return output.with_name(output.name + ".checkpoint")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as sink:
-            sink.write(data)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def _load_checkpoint(path: Path, form: Format, params: dict[str, str]) -> tuple[Checkpoint, int]:
     try:
         saved = json.loads(path.read_text())
@@ -225,4 +212,4 @@ def _save(sink: IO[bytes], marker: Path, form: Format, checkpoint: Checkpoint) -
     sink.flush()
     os.fsync(sink.fileno())
     state = {"format": form, "offset": sink.tell(), "checkpoint": converter.unstructure(checkpoint)}
-    _write_atomically(marker, json.dumps(state).encode())
+    write_atomically(marker, json.dumps(state).encode())
