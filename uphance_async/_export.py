@@ -22,6 +22,7 @@ from ._convert import converter
 from ._files import write_atomically
 from .client import UphanceClient
 from .pagination import Checkpoint, StreamStats
+from .resources.customers import query_filters
 
 Format = Literal["jsonl", "csv"]
 
@@ -155,11 +156,7 @@ async def export(
 
     With ``resume`` and a checkpoint beside ``output``, carries on where the last run stopped.
     """
-    params = {
-        key: value
-        for key, value in (("by_status", status), ("by_agents_contact", agent_contact))
-        if value is not None
-    }
+    params = query_filters(status, agent_contact)
     start: Checkpoint | None = None
     offset = 0
     marker = checkpoint_path(output) if output is not None else None

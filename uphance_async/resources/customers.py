@@ -35,7 +35,8 @@ class CustomerStream(PageStream[T]):
     """
 
 
-def _filters(status: str | None, agent_contact: str | None) -> dict[str, str]:
+def query_filters(status: str | None, agent_contact: str | None) -> dict[str, str]:
+    """The query parameters for the listing filters; ``ValueError`` for values not allowed."""
     params: dict[str, str] = {}
     if status is not None:
         if status not in STATUSES:
@@ -137,7 +138,7 @@ class CustomersAPI:
         ``status`` is ``"active"`` (the API's default), ``"inactive"`` or ``"all"``;
         ``agent_contact`` (an agent's e-mail or phone) keeps only that agent's customers.
         """
-        pages = _CustomerPages(self._transport, _filters(status, agent_contact))
+        pages = _CustomerPages(self._transport, query_filters(status, agent_contact))
         found = await pages.fetch(_validate.positive_int("page", page), None)
         customers = tuple(map(pages.convert, found.items, range(len(found.items))))
         return Page(items=customers, meta=found.meta)
@@ -186,7 +187,7 @@ class CustomersAPI:
         ``resume`` continues from a :class:`~uphance_async.pagination.Checkpoint` (the filters
         come from it). ``raw=True`` yields the plain JSON dicts, for exports that re-serialise.
         """
-        params = _filters(status, agent_contact)
+        params = query_filters(status, agent_contact)
         first = start_page  # checked by the stream
         yielded = 0
         if resume is not None:
