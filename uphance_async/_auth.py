@@ -19,7 +19,7 @@ import anyio
 import attrs
 
 from ._files import write_atomically
-from ._validate import is_email, positive_int
+from ._validate import email_field, positive_int
 from .errors import AuthenticationError, ResponseValidationError
 
 __all__ = ["Auth", "Credentials", "JSONFileTokenStore", "PasswordAuth", "StaticToken", "Token"]
@@ -66,11 +66,6 @@ class StaticToken:
         return False
 
 
-def _email(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not is_email(value):
-        raise ValueError(f"email must be an e-mail address, not {value!r}")
-
-
 def _password(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     _check_secret("password", value)
 
@@ -84,7 +79,7 @@ def _organisation(instance: object, attribute: attrs.Attribute[Any], value: Any)
 class Credentials:
     """An Uphance user's sign-in: e-mail, password and optionally the organisation to act on."""
 
-    email: str = attrs.field(validator=_email)
+    email: str = attrs.field(validator=email_field)
     password: str = attrs.field(validator=_password)
     organisation_id: int | None = attrs.field(default=None, validator=_organisation)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
@@ -35,3 +36,9 @@ def email(value: object) -> str:
         raise ValueError(f"not an e-mail address: {value!r}")
     assert isinstance(value, str)
     return value
+
+
+def email_field(instance: object, attribute: Any, value: Any) -> None:
+    """An attrs validator: ``value`` must look like an e-mail address."""
+    if not is_email(value):
+        raise ValueError(f"{attribute.name} must be an e-mail address, not {value!r}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from ._validate import is_email, positive_int
+from ._validate import email_field, positive_int
 
 __all__ = [
     "Address",
@@ -184,11 +184,6 @@ def _positive_int(instance: object, attribute: attrs.Attribute[Any], value: Any)
         positive_int(attribute.name, value)
 
 
-def _email(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not is_email(value):
-        raise ValueError(f"{attribute.name} must be an e-mail address, not {value!r}")
-
-
 def _postcode(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
@@ -217,7 +212,7 @@ class NewContact:
     last_name: str | None = attrs.field(default=None, validator=_text)
     position: str | None = attrs.field(default=None, validator=_text)
     phone: str | None = attrs.field(default=None, validator=_text)
-    email: str | None = attrs.field(default=None, validator=_email)
+    email: str | None = attrs.field(default=None, validator=attrs.validators.optional(email_field))
 
 
 @attrs.frozen(slots=True)
