@@ -56,7 +56,7 @@ class Limiter:
     def rate(self) -> float | None:
         """The current cap in requests per second, ``None`` when there is none."""
         if self._adaptive and self._rate is not None:
-            self._rate = self._cubic(self._clock())
+            return self._cubic(self._clock())
         return self._rate
 
     @property
