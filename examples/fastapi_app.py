@@ -3,6 +3,9 @@
 Run it with ``UPHANCE_TOKEN=... uvicorn examples.fastapi_app:app``. Every request handler shares
 the client (its connection pool, rate limiter and retry policy); making a client per request
 would throw all of that away on every call.
+
+Uphance's errors become answers a caller can act on: invalid input 422, no such customer 404,
+Uphance throttling 503 with ``Retry-After``, Uphance unreachable 502 and too slow 504.
 """
 
 from __future__ import annotations
@@ -10,14 +13,38 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from uphance_async import UphanceClient, converter
-from uphance_async.errors import NotFoundError
+from uphance_async.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    NotFoundError,
+    RateLimitError,
+    UphanceError,
+)
+
+
+def error_answer(error: UphanceError) -> JSONResponse:
+    """The answer for an error of the Uphance API (the most specific class first)."""
+    if isinstance(error, NotFoundError):
+        return JSONResponse({"detail": "no such customer"}, status_code=404)
+    if isinstance(error, RateLimitError):
+        wait = str(max(1, round(error.retry_after or 1)))
+        return JSONResponse(
+            {"detail": "Uphance is throttling us; try again later"},
+            status_code=503,
+            headers={"Retry-After": wait},
+        )
+    if isinstance(error, APITimeoutError):
+        return JSONResponse({"detail": "Uphance did not answer in time"}, status_code=504)
+    if isinstance(error, APIConnectionError):
+        return JSONResponse({"detail": "Uphance cannot be reached"}, status_code=502)
+    return JSONResponse({"detail": f"Uphance failed: {type(error).__name__}"}, status_code=502)
 
 
 def client_from_environment() -> UphanceClient:
@@ -39,13 +66,16 @@ def create_app(make_client: Callable[[], UphanceClient] = client_from_environmen
 
     app = FastAPI(lifespan=lifespan)
 
+    @app.exception_handler(UphanceError)
+    async def uphance_failed(request: Request, error: UphanceError) -> JSONResponse:
+        return error_answer(error)
+
     @app.get("/customers/{customer_id}")
-    async def customer(customer_id: int, request: Request) -> JSONResponse:
+    async def customer(
+        request: Request, customer_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+    ) -> JSONResponse:
         client: UphanceClient = request.app.state.uphance
-        try:
-            found = await client.customers.get(customer_id)
-        except NotFoundError:
-            raise HTTPException(status_code=404, detail="no such customer") from None
+        found = await client.customers.get(customer_id)
         return JSONResponse(converter.unstructure(found))
 
     @app.get("/customers.ndjson")

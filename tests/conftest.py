@@ -1,4 +1,17 @@
+"""Fixtures; and the suite tests the installed package, never the checkout's source.
+
+``python -m pytest`` puts the current directory first on ``sys.path``, which would import
+``./uphance_async`` and hide a packaging mistake (a module missing from the wheel). The checkout
+is taken off the path before anything imports the package.
+"""
+
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != CHECKOUT]
 
 import asyncio
 import inspect

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,32 +71,20 @@ def test_export_resumes_from_its_checkpoint(
     env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "c.jsonl"
-    output.write_text('{"id": 985700}\n{"id": 98')
-    (tmp_path / "c.jsonl.checkpoint").write_text(
-        json.dumps(
-            {
-                "format": "jsonl",
-                "offset": len('{"id": 985700}\n'),
-                "checkpoint": {"next_page": 1, "params": {"by_status": "all"}},
-            }
-        )
-    )
-    code = main(
-        [
-            "customers",
-            "export",
-            "--status",
-            "all",
-            "-o",
-            str(output),
-            "--resume",
-            "--base-url",
-            env.url,
-        ]
-    )
-    assert code == 0
+    argv = ["customers", "export", "--status", "all", "-o", str(output), "--base-url", env.url]
+
+    def fail_after_three(server: FakeUphance) -> None:
+        if len(server.requests) >= 3:
+            server.fault_rate, server.faults = 1.0, ("503",)
+
+    env.on_request = fail_after_three
+    assert main([*argv, "--max-attempts", "1"]) == 1
+    assert "ServerError" in capsys.readouterr().err
+    assert not output.exists()
+    env.on_request, env.fault_rate = None, 0.0
+    assert main([*argv, "--resume"]) == 0
     ids = [json.loads(line)["id"] for line in output.read_text().splitlines()]
-    assert ids == [985700, *env.ids("all")]
+    assert ids == env.ids("all")
     assert "resumed: exported" in capsys.readouterr().err
 
 
@@ -130,18 +119,108 @@ def test_get_contacts_and_addresses_print_json(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["customers", "contacts", "abc"], "positive number"),
-        (["customers", "get", "0"], "positive number"),
+        (["customers", "contacts", "abc"], "positive whole number"),
+        (["customers", "get", "0"], "positive whole number"),
         (["customers", "get", "not an e-mail"], "e-mail"),
         (["customers", "export", "--resume"], "--output"),
         (["customers", "get", "5", "--base-url", "http://api.example.com"], "https"),
+        (["customers", "get", "\u00b2"], "e-mail"),
+        (["customers", "get", "7" * 5000], "positive whole number"),
+        (["customers", "addresses", "\u0667"], "positive whole number"),
+        (["customers", "export", "--agent-contact", "not valid"], "agent_contact"),
+        (["customers", "get", "5", "--organisation-id", "abc"], "UPHANCE_ORGANISATION_ID"),
     ],
 )
 def test_usage_errors_exit_2(
     env: FakeUphance, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert main([*argv, "--base-url", env.url] if "--base-url" not in argv else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert env.requests == []
+
+
+def test_a_bad_organisation_in_the_environment_is_a_usage_error(
+    env: FakeUphance, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("UPHANCE_ORGANISATION_ID", "abc")
+    assert main(["customers", "get", "5", "--base-url", env.url]) == 2
+    assert "UPHANCE_ORGANISATION_ID" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["customers", "export", "--rate-limit", "nan"], "expected a number of requests"),
+        (["customers", "export", "--rate-limit", "-1"], "expected a number of requests"),
+        (["customers", "export", "--concurrency", "abc"], "expected a whole number from 1"),
+        (["customers", "get", "5", "--timeout", "inf"], "expected a number of seconds"),
+        (["demo", "--token", "t"], "unrecognized arguments: --token"),
+        (["demo", "--base-url", "http://127.0.0.1:1"], "unrecognized arguments: --base-url"),
+    ],
+)
+def test_bad_option_values_exit_2_naming_what_was_expected(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "_positive" not in err
+
+
+def test_a_checkpoint_naming_page_0_is_a_usage_error(
+    env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "c.jsonl"
+    checkpoint = {"next_page": 0, "params": {}}
+    saved = {"version": 2, "run_id": "r", "format": "jsonl", "offset": 0, "sha256": ""}
+    (tmp_path / "c.jsonl.checkpoint").write_text(json.dumps({**saved, "checkpoint": checkpoint}))
+    argv = ["customers", "export", "-o", str(output), "--resume", "--base-url", env.url]
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    assert "cannot read the checkpoint" in capsys.readouterr().err
+    assert env.requests == []
+
+
+def test_an_organisation_with_a_token_is_selected(
+    env: FakeUphance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wanted = env.ids()[1]
+    argv = ["customers", "get", str(wanted), "--organisation-id", "9580", "--base-url", env.url]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == wanted
+    assert env.requests[-1].organisation == 9580
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.startswith("uphance-async 0.")
+    for argv in (["--help"], ["customers", "export", "--help"], ["demo", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = capsys.readouterr().out
+        assert "``" not in text
+    with pytest.raises(SystemExit):
+        main(["customers", "export", "--help"])
+    text = capsys.readouterr().out
+    assert "output format" in text
+    assert "which customers" in text
+
+
+def test_timeout_and_max_attempts_bound_a_silent_server(
+    env: FakeUphance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.fault_rate, env.faults, env.slow_seconds = 1.0, ("slow",), 2.0
+    started = time.monotonic()
+    argv = ["customers", "get", "5", "--timeout", "0.3", "--max-attempts", "2"]
+    assert main([*argv, "--base-url", env.url]) == 1
+    assert time.monotonic() - started < 10
+    assert "APITimeoutError" in capsys.readouterr().err
 
 
 def test_missing_credentials_exit_2(
@@ -199,6 +278,25 @@ def test_demo_exports_every_customer(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert ids == sorted(ids)
     assert "exported 345 customers from 4 pages" in capsys.readouterr().out
     assert [p.name for p in output.parent.iterdir()] == ["customers.jsonl"]
+
+
+def test_demo_to_stdout_keeps_the_summary_out_of_the_data(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--customers", "120", "--latency", "0", "-o", "-"]) == 0
+    captured = capsys.readouterr()
+    ids = [json.loads(line)["id"] for line in captured.out.splitlines()]
+    assert len(ids) == len(set(ids)) == 120
+    assert "exported 120 customers" in captured.err
+
+
+def test_demo_names_its_default_file_by_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--customers", "30", "--latency", "0", "--format", "csv"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["uphance-demo-customers.csv"]
+    assert (tmp_path / "uphance-demo-customers.csv").read_text().startswith("id,name,")
 
 
 def test_demo_refuses_bad_numbers() -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import aiohttp
 import pytest
 
+import uphance_async
 from uphance_async import UphanceClient
 from uphance_async.errors import ClientClosedError
 from uphance_async.testing import FakeUphance
@@ -108,3 +112,11 @@ def test_insecure_must_be_explicit() -> None:
 def test_bad_configuration_is_a_value_error(kwargs: dict[str, object], names: str) -> None:
     with pytest.raises(ValueError, match=names):
         UphanceClient(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_suite_runs_against_the_installed_package() -> None:
+    checkout = Path(__file__).resolve().parent.parent
+    installed = Path(uphance_async.__file__).resolve()
+    if os.environ.get("CI"):
+        assert checkout not in installed.parents, installed
+    assert (installed.parent / "py.typed").exists()

@@ -1,17 +1,38 @@
-"""Resumable exports: whole records only, exactly once across a crash and a resume."""
+"""Exports: whole records only, exactly once across a crash and a resume, never a good file lost."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
 
 from uphance_async import RetryPolicy, UphanceClient
-from uphance_async._export import CSV_COLUMNS, ExportError, checkpoint_path, csv_row, export
-from uphance_async.errors import ServerError
+from uphance_async._export import (
+    CSV_COLUMNS,
+    ExportError,
+    OutputStateError,
+    checkpoint_path,
+    csv_row,
+    encode,
+    export,
+    lock_path,
+    partial_path,
+)
+from uphance_async.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    RecordEncodingError,
+    ServerError,
+)
 from uphance_async.testing import FakeUphance
+
+ONCE = RetryPolicy(max_attempts=1)
 
 
 def fail_after(requests: int):  # type: ignore[no-untyped-def]
@@ -22,52 +43,136 @@ def fail_after(requests: int):  # type: ignore[no-untyped-def]
     return hook
 
 
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
 def append(path: Path, data: bytes) -> None:
     with path.open("ab") as sink:
         sink.write(data)
 
 
+def exported_ids(output: Path, form: str) -> list[int]:
+    data = output.read_bytes()
+    assert b"\0" not in data
+    if form == "jsonl":
+        return [json.loads(line)["id"] for line in data.decode().splitlines()]
+    rows = list(csv.reader(data.decode().splitlines()))
+    assert rows[0] == list(CSV_COLUMNS)
+    return [int(row[0]) for row in rows[1:]]
+
+
+async def interrupted_export(server: FakeUphance, output: Path, form: str = "jsonl") -> None:
+    """An export that fails part-way, leaving its partial file and checkpoint."""
+    async with UphanceClient(token=server.token, base_url=server.url, retry=ONCE) as client:
+        server.on_request = fail_after(6)
+        with pytest.raises(ServerError):
+            await export(client, output, form=form, status="all")  # type: ignore[arg-type]
+    server.on_request, server.fault_rate = None, 0.0
+
+
 @pytest.mark.parametrize("form", ["jsonl", "csv"])
-async def test_a_crashed_export_resumes_exactly(tmp_path: Path, form: str) -> None:
+async def test_a_crashed_export_resumes_exactly(tmp_path: Path, form: Any) -> None:
     output = tmp_path / f"customers.{form}"
     async with FakeUphance(customers=230, page_size=20, seed=6) as server:
-        client = UphanceClient(
-            token=server.token, base_url=server.url, retry=RetryPolicy(max_attempts=1)
-        )
-        async with client:
-            server.on_request = fail_after(6)
-            with pytest.raises(ServerError):
-                await export(client, output, form=form, status="all")  # type: ignore[arg-type]
-            marker = json.loads(checkpoint_path(output).read_text())
-            assert marker["checkpoint"]["next_page"] > 1
-            assert marker["offset"] <= output.stat().st_size
-            append(output, b'{"id": 1, "half a rec')  # a crash in the middle of a write
-            server.on_request = None
-            server.fault_rate = 0.0
-            stats, resumed = await export(
-                client,
-                output,
-                form=form,
-                status="all",
-                resume=True,  # type: ignore[arg-type]
-            )
+        await interrupted_export(server, output, form)
+        assert not output.exists()
+        marker = json.loads(checkpoint_path(output).read_text())
+        assert marker["checkpoint"]["next_page"] > 1
+        assert marker["offset"] <= partial_path(output).stat().st_size
+        append(partial_path(output), b'{"id": 1, "half a rec')  # a crash in the middle of a write
+        async with UphanceClient(token=server.token, base_url=server.url) as client:
+            stats, resumed = await export(client, output, form=form, status="all", resume=True)
     assert resumed
     assert stats.items_yielded == 230 - (marker["checkpoint"]["next_page"] - 1) * 20
-    assert not checkpoint_path(output).exists()
-    if form == "jsonl":
-        ids = [json.loads(line)["id"] for line in output.read_text().splitlines()]
-    else:
-        rows = list(csv.reader(output.read_text().splitlines()))
-        assert rows[0] == list(CSV_COLUMNS)
-        ids = [int(row[0]) for row in rows[1:]]
-    assert ids == server.ids("all")
+    assert names(tmp_path) == [output.name]
+    assert exported_ids(output, form) == server.ids("all")
 
 
-async def test_resume_refuses_other_filters_or_format(server: FakeUphance, tmp_path: Path) -> None:
+@pytest.mark.parametrize("form", ["jsonl", "csv"])
+async def test_a_failed_fresh_export_keeps_the_previous_file(
+    server: FakeUphance, tmp_path: Path, form: Any
+) -> None:
+    output = tmp_path / f"customers.{form}"
+    async with UphanceClient(token=server.token, base_url=server.url) as client:
+        await export(client, output, form=form, status="all")
+    good = output.read_bytes()
+    async with UphanceClient(token="wrong", base_url=server.url, retry=ONCE) as client:
+        with pytest.raises(AuthenticationError):
+            await export(client, output, form=form, status="all")
+    unreachable = f"http://127.0.0.1:{await _closed_port()}"
+    async with UphanceClient(token=server.token, base_url=unreachable, retry=ONCE) as client:
+        with pytest.raises(APIConnectionError):
+            await export(client, output, form=form, status="all")
+    assert output.read_bytes() == good
+
+
+async def _closed_port() -> int:
+    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port: int = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()
+    return port
+
+
+async def test_a_fresh_run_discards_an_older_checkpoint(tmp_path: Path) -> None:
+    """Interrupted, then a fresh run that fails at once, then --resume: every customer once."""
     output = tmp_path / "c.jsonl"
-    checkpoint_path(output).write_text(
-        json.dumps({"format": "jsonl", "offset": 0, "checkpoint": {"next_page": 2, "params": {}}})
-    )
+    async with FakeUphance(customers=230, page_size=20, seed=6) as server:
+        await interrupted_export(server, output)
+        async with UphanceClient(token="wrong", base_url=server.url, retry=ONCE) as client:
+            with pytest.raises(AuthenticationError):
+                await export(client, output, status="all")
+        assert not checkpoint_path(output).exists()
+        async with UphanceClient(token=server.token, base_url=server.url) as client:
+            _, resumed = await export(client, output, status="all", resume=True)
+    assert not resumed
+    assert exported_ids(output, "jsonl") == server.ids("all")
+
+
+@pytest.mark.parametrize(
+    ("forge", "message"),
+    [
+        (lambda saved, partial: partial.unlink(), "missing"),
+        (lambda saved, partial: saved.update(offset=saved["offset"] + 2_000_000), "shorter"),
+        (lambda saved, partial: saved.update(offset=saved["offset"] - 7), "does not hold"),
+        (lambda saved, partial: partial.write_bytes(b"x" * 500_000), "does not hold"),
+    ],
+)
+async def test_a_checkpoint_that_does_not_describe_the_file_is_refused(
+    tmp_path: Path, forge: Any, message: str
+) -> None:
+    output = tmp_path / "c.jsonl"
+    async with FakeUphance(customers=230, page_size=20, seed=6) as server:
+        await interrupted_export(server, output)
+        marker = checkpoint_path(output)
+        saved = json.loads(marker.read_text())
+        forge(saved, partial_path(output))
+        marker.write_text(json.dumps(saved))
+        before = partial_path(output).read_bytes() if partial_path(output).exists() else None
+        async with UphanceClient(token=server.token, base_url=server.url) as client:
+            with pytest.raises(OutputStateError, match=message) as caught:
+                await export(client, output, status="all", resume=True)
+    assert str(marker) in str(caught.value)
+    assert "without --resume" in str(caught.value)
+    after = partial_path(output).read_bytes() if partial_path(output).exists() else None
+    assert after == before
+    assert not output.exists()
+
+
+async def test_resume_refuses_other_filters_format_or_unreadable_checkpoints(
+    server: FakeUphance, tmp_path: Path
+) -> None:
+    output = tmp_path / "c.jsonl"
+    saved = {
+        "version": 2,
+        "run_id": "r",
+        "format": "jsonl",
+        "offset": 0,
+        "sha256": "",
+        "checkpoint": {"next_page": 2, "params": {}},
+    }
+    checkpoint_path(output).write_text(json.dumps(saved))
     async with UphanceClient(token=server.token, base_url=server.url) as client:
         with pytest.raises(ExportError, match="filters"):
             await export(client, output, status="all", resume=True)
@@ -75,18 +180,106 @@ async def test_resume_refuses_other_filters_or_format(server: FakeUphance, tmp_p
             await export(client, output, form="csv", resume=True)
         with pytest.raises(ExportError, match="--output"):
             await export(client, None, resume=True)
-        checkpoint_path(output).write_text("{broken")
-        with pytest.raises(ExportError, match="cannot read"):
+        for broken in ("{broken", json.dumps({**saved, "checkpoint": {"next_page": 0}})):
+            checkpoint_path(output).write_text(broken)
+            with pytest.raises(ExportError, match="cannot read"):
+                await export(client, output, resume=True)
+        checkpoint_path(output).write_text(json.dumps({**saved, "version": None}))
+        with pytest.raises(ExportError, match="version"):
             await export(client, output, resume=True)
+    assert server.requests == []
 
 
 async def test_resume_without_a_checkpoint_starts_over(server: FakeUphance, tmp_path: Path) -> None:
     output = tmp_path / "c.jsonl"
+    partial_path(output).write_bytes(b'{"id": 1}\n{"id": 2')
     async with UphanceClient(token=server.token, base_url=server.url) as client:
         stats, resumed = await export(client, output, resume=True)
     assert not resumed
     assert stats.items_yielded == len(server.ids())
-    assert len(output.read_text().splitlines()) == len(server.ids())
+    assert exported_ids(output, "jsonl") == server.ids()
+
+
+async def test_a_second_export_of_the_same_file_is_refused_at_once(tmp_path: Path) -> None:
+    output = tmp_path / "c.jsonl"
+    async with (
+        FakeUphance(customers=300, page_size=20, latency=0.05) as server,
+        UphanceClient(token=server.token, base_url=server.url) as client,
+    ):
+        first = asyncio.ensure_future(export(client, output, status="all", concurrency=1))
+        for _ in range(500):
+            if partial_path(output).exists():
+                break
+            await asyncio.sleep(0.01)
+        for resume in (False, True):
+            with pytest.raises(OutputStateError, match="another export"):
+                await export(client, output, status="all", resume=resume)
+        await first
+    assert exported_ids(output, "jsonl") == server.ids("all")
+    assert not lock_path(output).exists()
+
+
+async def test_leftover_temporary_files_are_removed(server: FakeUphance, tmp_path: Path) -> None:
+    output = tmp_path / "c.jsonl"
+    (tmp_path / ".c.jsonl.checkpoint.k2j4_x1z").write_text("{half")
+    async with UphanceClient(token=server.token, base_url=server.url) as client:
+        await export(client, output)
+    assert names(tmp_path) == ["c.jsonl"]
+
+
+def nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = {"deeper": value}
+    return value
+
+
+async def test_records_too_deep_for_orjson_are_written_by_the_fallback(
+    server: FakeUphance, tmp_path: Path
+) -> None:
+    output = tmp_path / "c.jsonl"
+    odd = server.ids()[3]
+    server.patch_customer(odd, {"extra": nested(300)})
+    async with UphanceClient(token=server.token, base_url=server.url) as client:
+        await export(client, output)
+    lines = output.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == server.ids()
+    assert json.loads(lines[3])["extra"] == nested(300)
+
+
+async def test_a_record_nothing_can_encode_is_a_typed_error(serve_app: Any, tmp_path: Path) -> None:
+    deep = "[" * 1010 + "]" * 1010
+    page = (
+        '{"customers": [{"id": 1}, {"id": 2, "x": ' + deep + '}, {"id": 3}],'
+        ' "meta": {"current_page": 1, "total_pages": 1}}'
+    )
+
+    async def customers(request: web.Request) -> web.Response:
+        return web.Response(body=page.encode(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/customers", customers)
+    url = await serve_app(app)
+    output = tmp_path / "c.jsonl"
+    async with UphanceClient(token="t", base_url=url) as client:
+        for _ in range(2):  # the resumed export says the same, rather than looping silently
+            with pytest.raises(RecordEncodingError) as caught:
+                await export(client, output, resume=True)
+            assert caught.value.record_id == 2
+            assert caught.value.json_path.startswith("$.x[0][0]")
+            assert "customer 2" in str(caught.value)
+            assert "--resume will stop there again" in str(caught.value)
+    assert not output.exists()
+    assert partial_path(output).read_text().splitlines() == ['{"id":1}']
+
+
+def test_encode_names_the_place_of_what_cannot_be_written() -> None:
+    record = {"id": "c-9", "a": [1, {"b": orjson.loads("[" * 1005 + "]" * 1005)}]}
+    with pytest.raises(RecordEncodingError) as caught:
+        encode(record, "jsonl")
+    assert caught.value.record_id == "c-9"
+    assert caught.value.json_path == "$.a[1].b[0][0][0]..."
+    assert "nested 1007 levels deep" in str(caught.value)
 
 
 def test_csv_rows_flatten_lists() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import httpx
+from aiohttp import web
 
-from uphance_async import UphanceClient
+from uphance_async import RetryPolicy, UphanceClient
 from uphance_async.testing import FakeUphance
 
 RECIPE = Path(__file__).parent.parent / "examples" / "fastapi_app.py"
@@ -49,3 +52,50 @@ async def test_one_shared_client_serves_customers(server: FakeUphance) -> None:
             assert ids == server.ids("all")
     assert len(made) == 1
     assert made[0].closed
+
+
+async def test_errors_become_answers_a_caller_can_act_on(
+    server: FakeUphance, serve_app: Any
+) -> None:
+    recipe = load_recipe()
+    throttled = web.Application()
+
+    async def slow_down(request: web.Request) -> web.Response:
+        return web.json_response({"error": "slow"}, status=429, headers={"Retry-After": "7"})
+
+    throttled.router.add_get("/customers/{id}", slow_down)
+    throttled_url = await serve_app(throttled)
+    silent = web.Application()
+
+    async def never(request: web.Request) -> web.Response:
+        await asyncio.sleep(1)
+        return web.json_response({})
+
+    silent.router.add_get("/customers/{id}", never)
+    silent_url = await serve_app(silent)
+    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    closed_port = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()
+    once = RetryPolicy(max_attempts=1)
+    cases = [
+        (server.url, "/customers/0", 422, None),
+        (server.url, "/customers/abc", 422, None),
+        (server.url, "/customers/1", 404, None),
+        (throttled_url, "/customers/5", 503, "7"),
+        (silent_url, "/customers/5", 504, None),
+        (f"http://127.0.0.1:{closed_port}", "/customers/5", 502, None),
+    ]
+    for base_url, path, status, retry_after in cases:
+
+        def make(base_url: str = base_url) -> UphanceClient:
+            return UphanceClient(token=server.token, base_url=base_url, retry=once, timeout=0.3)
+
+        app = recipe.create_app(make)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://recipe") as http:
+                answer = await http.get(path)
+        assert answer.status_code == status, (path, answer.text)
+        assert answer.headers.get("Retry-After") == retry_after
+        assert "Traceback" not in answer.text

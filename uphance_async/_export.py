@@ -1,26 +1,42 @@
-"""Resumable exports of every customer to JSON lines or CSV.
+"""Resumable exports of every customer to JSON lines or CSV, that never destroy a good file.
 
-The output is appended one whole record at a time. After each page is fully written the file is
-flushed to disk and a checkpoint file beside it (``<output>.checkpoint``) records the stream's
-checkpoint and the output's length at that moment; a resumed export first cuts the output back
-to that length, so a crash never leaves a half-written or repeated record behind.
+An export to ``FILE`` writes ``FILE.partial`` and renames it over ``FILE`` only once every
+customer is in it: a failed or interrupted export leaves any earlier ``FILE`` as it was.
+Records are appended whole. After each page the partial file is synced to disk and a checkpoint
+(``FILE.checkpoint``) records the stream's checkpoint, the partial file's length and the SHA-256
+of those bytes, the format, the filters and a run id. ``--resume`` trusts a checkpoint only when
+the partial file still starts with exactly the bytes it describes; it then cuts the file back to
+that length and carries on, so no record is lost, repeated or cut in half. A lock
+(``FILE.lock``) keeps a second export of the same ``FILE`` out while one runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import attrs
 import orjson
 
 from ._convert import converter
-from ._files import write_atomically
+from ._files import (
+    LockedError,
+    exclusive_lock,
+    remove_leftovers,
+    sync_directory,
+    write_atomically,
+)
+from ._validate import positive_int
 from .client import UphanceClient
+from .errors import RecordEncodingError
 from .pagination import Checkpoint, StreamStats
 from .resources.customers import query_filters
 
@@ -59,6 +75,11 @@ CSV_COLUMNS = (
 
 class ExportError(Exception):
     """The export cannot start as asked (a usage problem, not an API one)."""
+
+
+class OutputStateError(Exception):
+    """The output's files forbid this export now: another export holds them, or the checkpoint
+    does not describe the partial file beside it."""
 
 
 def _text(value: Any) -> str:
@@ -114,10 +135,51 @@ def _csv_line(cells: list[str]) -> bytes:
 
 
 def encode(record: dict[str, Any], form: Format) -> bytes:
-    """One customer as one line of output, newline included."""
+    """One customer as one line of output, newline included.
+
+    JSON that orjson refuses (nested deeper than 254 levels) is written by the standard library's
+    encoder instead, the same JSON more slowly; what neither can write raises
+    :class:`~uphance_async.errors.RecordEncodingError`.
+    """
     if form == "csv":
         return _csv_line(csv_row(record))
-    return orjson.dumps(record) + b"\n"
+    try:
+        return orjson.dumps(record) + b"\n"
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    except (RecursionError, TypeError, ValueError) as exc:
+        where, why = _unwritable(record, exc)
+        raise RecordEncodingError(
+            f"customer {record.get('id')!r} cannot be written as JSON at {where} ({why}); "
+            "the export stopped before it and --resume will stop there again: export with "
+            "--format csv, or ask Uphance to fix the record",
+            record_id=record.get("id"),
+            json_path=where,
+        ) from None
+
+
+_SHOWN_STEPS = 6
+
+
+def _unwritable(record: Any, error: BaseException) -> tuple[str, str]:
+    """Where in ``record`` it cannot be encoded, and why: the deepest place, found without
+    recursion (the record is what is too deep for recursion)."""
+    deepest: list[str] = []
+    stack: list[tuple[Any, list[str]]] = [(record, [])]
+    while stack:
+        value, steps = stack.pop()
+        if len(steps) > len(deepest):
+            deepest = steps
+        if isinstance(value, dict):
+            stack.extend((item, [*steps, f".{key}"]) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, [*steps, f"[{n}]"]) for n, item in enumerate(value))
+    if isinstance(error, RecursionError):
+        shown = "".join(deepest[:_SHOWN_STEPS]) + ("..." if len(deepest) > _SHOWN_STEPS else "")
+        return f"${shown}", f"nested {len(deepest)} levels deep"
+    return "$", str(error)[:200]
 
 
 def checkpoint_path(output: Path) -> Path:
@@ -125,19 +187,129 @@ def checkpoint_path(output: Path) -> Path:
     return output.with_name(output.name + ".checkpoint")
 
 
-def _load_checkpoint(path: Path, form: Format, params: dict[str, str]) -> tuple[Checkpoint, int]:
+def partial_path(output: Path) -> Path:
+    """Where an export to ``output`` writes until it completes."""
+    return output.with_name(output.name + ".partial")
+
+
+def lock_path(output: Path) -> Path:
+    """The lock an export to ``output`` holds while it runs."""
+    return output.with_name(output.name + ".lock")
+
+
+_CHECKPOINT_VERSION = 2
+
+
+@attrs.frozen
+class _Saved:
+    """What a checkpoint file says: enough to prove it describes the partial file beside it."""
+
+    checkpoint: Checkpoint
+    offset: int
+    sha256: str
+    form: str
+    run_id: str
+
+
+def _parse_saved(data: Any) -> _Saved:
+    if data.get("version") != _CHECKPOINT_VERSION:
+        raise ValueError(f"version {data.get('version')!r} is not {_CHECKPOINT_VERSION}")
+    saved = _Saved(
+        checkpoint=converter.structure(data["checkpoint"], Checkpoint),
+        offset=int(data["offset"]),
+        sha256=str(data["sha256"]),
+        form=str(data["format"]),
+        run_id=str(data["run_id"]),
+    )
+    positive_int("next_page", saved.checkpoint.next_page)
+    if saved.offset < 0:
+        raise ValueError(f"offset {saved.offset} is negative")
+    return saved
+
+
+def _load_checkpoint(path: Path, form: Format, params: dict[str, str]) -> _Saved:
     try:
-        saved = json.loads(path.read_text())
-        checkpoint = converter.structure(saved["checkpoint"], Checkpoint)
-        offset = int(saved["offset"])
-        saved_form = saved["format"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"cannot read the checkpoint {path}: {exc}") from None
-    if saved_form != form:
-        raise ExportError(f"the checkpoint is for --format {saved_form}, not {form}")
-    if checkpoint.params != params:
-        raise ExportError("the checkpoint was made with other filters (--status, --agent-contact)")
-    return checkpoint, offset
+        saved = _parse_saved(json.loads(path.read_text()))
+    except Exception as exc:  # whatever the file holds, the answer is the same
+        raise ExportError(
+            f"cannot read the checkpoint {path} ({_brief(exc)}); "
+            "run the export again without --resume to start over"
+        ) from None
+    if saved.form != form:
+        raise ExportError(f"the checkpoint {path} is for --format {saved.form}, not {form}")
+    if saved.checkpoint.params != params:
+        raise ExportError(
+            f"the checkpoint {path} was made with other filters (--status, --agent-contact)"
+        )
+    return saved
+
+
+def _brief(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())[:200]
+
+
+def _verified_prefix(partial: Path, marker: Path, saved: _Saved) -> Any:
+    """A SHA-256 hasher fed with the ``saved.offset`` first bytes of ``partial``, once they are
+    proven to be the bytes the checkpoint describes; :class:`OutputStateError` if they are not."""
+    restart = "run the export again without --resume to start over"
+    try:
+        size = partial.stat().st_size
+    except FileNotFoundError:
+        raise OutputStateError(
+            f"the checkpoint {marker} describes {partial}, which is missing; {restart}"
+        ) from None
+    if size < saved.offset:
+        raise OutputStateError(
+            f"{partial} is shorter ({size} bytes) than its checkpoint {marker} says "
+            f"({saved.offset} bytes); {restart}"
+        )
+    hasher = hashlib.sha256()
+    left = saved.offset
+    with partial.open("rb") as source:
+        while left:
+            chunk = source.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            hasher.update(chunk)
+            left -= len(chunk)
+    if left or hasher.hexdigest() != saved.sha256:
+        raise OutputStateError(
+            f"{partial} does not hold the data its checkpoint {marker} describes; {restart}"
+        )
+    return hasher
+
+
+class _Sink:
+    """The partial file, appended one record at a time, with a running SHA-256 of its content."""
+
+    def __init__(self, path: Path, offset: int, hasher: Any) -> None:
+        self.file = open(path, "ab")  # noqa: SIM115 - closed by close()
+        self.file.truncate(offset)
+        self.hasher = hasher
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.hasher.update(data)
+
+    def sync(self) -> int:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        return self.file.tell()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@contextlib.contextmanager
+def _locked(output: Path) -> Iterator[None]:
+    try:
+        with exclusive_lock(lock_path(output)):
+            yield
+    except LockedError:
+        raise OutputStateError(
+            f"another export to {output} is running (it holds {lock_path(output)}); "
+            "wait for it to finish or stop it"
+        ) from None
 
 
 async def export(
@@ -155,58 +327,95 @@ async def export(
     """Stream every customer into ``output`` (``None``: ``stdout``); (stats, resumed).
 
     With ``resume`` and a checkpoint beside ``output``, carries on where the last run stopped.
+    An export to standard output is written as it comes and cannot be resumed.
     """
     params = query_filters(status, agent_contact)
-    start: Checkpoint | None = None
-    offset = 0
-    marker = checkpoint_path(output) if output is not None else None
-    if resume:
-        if marker is None:
+    if output is None:
+        if resume:
             raise ExportError("--resume needs --output FILE (not standard output)")
-        if marker.exists():
-            start, offset = _load_checkpoint(marker, form, params)
-    stream = client.customers.stream(
-        status, agent_contact, concurrency=concurrency, resume=start, raw=True
-    )
-    sink = _open_output(output, offset) if output is not None else stdout
-    if sink is None:
-        raise ExportError("no output given")
-    try:
-        if offset == 0 and form == "csv":
-            sink.write(_csv_line(list(CSV_COLUMNS)))
-        done_before = stream.checkpoint.next_page
-        async with stream:
-            async for record in stream:
-                if marker is not None and stream.checkpoint.next_page != done_before:
-                    # The record just received opens a new page: every earlier page is written.
-                    done_before = stream.checkpoint.next_page
-                    _save(sink, marker, form, stream.checkpoint)
-                sink.write(encode(record, form))
-                if progress is not None:
-                    progress(stream.stats)
-        sink.flush()
-    finally:
-        if sink is not stdout:
-            sink.close()
-    if marker is not None and marker.exists():
-        marker.unlink()
-    return stream.stats, start is not None
-
-
-def _open_output(output: Path, offset: int) -> IO[bytes]:
-    """``output`` for appending, cut back to ``offset`` bytes (what the checkpoint covers).
-
-    Writes go straight to the local file: they are short, and the export is what this
-    process's event loop is for.
-    """
+        if stdout is None:
+            raise ExportError("no output given")
+        stream = client.customers.stream(status, agent_contact, concurrency=concurrency, raw=True)
+        await _write(stream, stdout.write, form, progress, None)
+        stdout.flush()
+        return stream.stats, False
     output.parent.mkdir(parents=True, exist_ok=True)
-    sink = open(output, "ab")  # noqa: SIM115 - closed by export()
-    sink.truncate(offset)
-    return sink
+    with _locked(output):
+        return await _export_to_file(client, output, form, params, resume, concurrency, progress)
 
 
-def _save(sink: IO[bytes], marker: Path, form: Format, checkpoint: Checkpoint) -> None:
-    sink.flush()
-    os.fsync(sink.fileno())
-    state = {"format": form, "offset": sink.tell(), "checkpoint": converter.unstructure(checkpoint)}
-    write_atomically(marker, json.dumps(state).encode())
+async def _export_to_file(
+    client: UphanceClient,
+    output: Path,
+    form: Format,
+    params: dict[str, str],
+    resume: bool,
+    concurrency: int | None,
+    progress: Callable[[StreamStats], None] | None,
+) -> tuple[StreamStats, bool]:
+    marker, partial = checkpoint_path(output), partial_path(output)
+    remove_leftovers(marker)
+    saved = _load_checkpoint(marker, form, params) if resume and marker.exists() else None
+    if saved is None:
+        # Whatever an earlier run left no longer describes what is about to be written.
+        marker.unlink(missing_ok=True)
+        hasher, offset, run_id = hashlib.sha256(), 0, uuid.uuid4().hex
+    else:
+        hasher, offset, run_id = (
+            _verified_prefix(partial, marker, saved),
+            saved.offset,
+            saved.run_id,
+        )
+    stream = client.customers.stream(
+        concurrency=concurrency,
+        resume=saved.checkpoint if saved else Checkpoint(1, params),
+        raw=True,
+    )
+    sink = _Sink(partial, offset, hasher)
+    try:
+
+        def save(checkpoint: Checkpoint) -> None:
+            state = {
+                "version": _CHECKPOINT_VERSION,
+                "run_id": run_id,
+                "format": form,
+                "offset": sink.sync(),
+                "sha256": sink.hasher.hexdigest(),
+                "checkpoint": converter.unstructure(checkpoint),
+            }
+            write_atomically(marker, json.dumps(state).encode())
+
+        await _write(stream, sink.write, form, progress, save, header=offset == 0)
+        sink.sync()
+    finally:
+        sink.close()
+    # The checkpoint goes first: a crash before the rename then leaves a complete partial file
+    # that the next run starts over from, never a checkpoint without its file.
+    marker.unlink(missing_ok=True)
+    os.replace(partial, output)
+    sync_directory(output.parent)
+    return stream.stats, saved is not None
+
+
+async def _write(
+    stream: Any,
+    write: Callable[[bytes], Any],
+    form: Format,
+    progress: Callable[[StreamStats], None] | None,
+    save: Callable[[Checkpoint], None] | None,
+    *,
+    header: bool = True,
+) -> None:
+    """Every record of ``stream`` through ``write``; ``save`` is called as each page completes."""
+    if header and form == "csv":
+        write(_csv_line(list(CSV_COLUMNS)))
+    done_before = stream.checkpoint.next_page
+    async with stream:
+        async for record in stream:
+            if save is not None and stream.checkpoint.next_page != done_before:
+                # The record just received opens a new page: every earlier page is written.
+                done_before = stream.checkpoint.next_page
+                save(stream.checkpoint)
+            write(encode(record, form))
+            if progress is not None:
+                progress(stream.stats)

@@ -1,33 +1,42 @@
 """The command line: ``uphance-async`` (also ``python -m uphance_async``).
 
 ``customers export`` streams every customer to JSON lines or CSV, resumably;
-``customers get|contacts|addresses`` print JSON; ``demo`` exports a built-in fake tenant.
-Credentials come from ``UPHANCE_TOKEN``, or ``UPHANCE_EMAIL`` and ``UPHANCE_PASSWORD`` (with
-``UPHANCE_ORGANISATION_ID``), or the flags of the same names; they are never printed.
-Exit codes: 0 success, 1 an API or network error, 2 a usage error.
+``customers get|contacts|addresses`` print JSON; ``demo`` exports a built-in fake tenant;
+``fake-server`` serves one until stopped. Credentials come from ``UPHANCE_TOKEN``, or
+``UPHANCE_EMAIL`` and ``UPHANCE_PASSWORD`` (with ``UPHANCE_ORGANISATION_ID``), or the flags of
+the same names; they are never printed.
+
+Exit codes: 0 success, 1 an API, network or output error, 2 a usage error, 130 interrupted,
+141 standard output closed early (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import math
 import os
+import re
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ._convert import converter
-from ._export import ExportError, export
+from ._export import ExportError, OutputStateError, export
+from ._retry import RetryPolicy
 from ._validate import is_email
+from ._version import __version__
 from .client import DEFAULT_BASE_URL, UphanceClient
 from .errors import UphanceError
 from .pagination import StreamStats
+from .resources.customers import STATUSES, query_filters
 from .testing import FakeUphance
 
 PROG = "uphance-async"
@@ -70,31 +79,59 @@ def _environment(name: str, given: Any) -> Any:
     return given if given is not None else os.environ.get(name) or None
 
 
-def client_from(args: argparse.Namespace) -> UphanceClient:
-    """The client the options and environment describe."""
+_ID = re.compile(r"[0-9]{1,18}")
+
+
+def _id_text(name: str, text: str) -> int:
+    """A positive id written in ASCII digits (``"²".isdigit()`` is true, ``int("²")`` fails)."""
+    if not _ID.fullmatch(text) or int(text) < 1:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise UsageError(f"{name} must be a positive whole number, not {shown!r}")
+    return int(text)
+
+
+def client_from(args: argparse.Namespace) -> tuple[UphanceClient, int | None]:
+    """The client the options and environment describe, and the organisation to select on it
+    (a token's organisation is chosen after opening; a sign-in chooses its own)."""
     token = _environment("UPHANCE_TOKEN", args.token)
     email = _environment("UPHANCE_EMAIL", args.email)
     password = _environment("UPHANCE_PASSWORD", args.password)
-    organisation = _environment("UPHANCE_ORGANISATION_ID", args.organisation_id)
+    organisation_text = _environment("UPHANCE_ORGANISATION_ID", args.organisation_id)
+    organisation = (
+        None
+        if organisation_text is None
+        else _id_text("--organisation-id (or UPHANCE_ORGANISATION_ID)", str(organisation_text))
+    )
     options: dict[str, Any] = {
         "base_url": args.base_url,
         "concurrency": args.concurrency,
         "rate_limit": args.rate_limit,
+        "timeout": args.timeout,
+        "retry": RetryPolicy(max_attempts=args.max_attempts),
     }
     try:
         if token is not None:
-            return UphanceClient(token=token, **options)
+            return UphanceClient(token=token, **options), organisation
         if email is not None and password is not None:
-            organisation_id = int(organisation) if organisation is not None else None
-            return UphanceClient(
-                email=email, password=password, organisation_id=organisation_id, **options
+            client = UphanceClient(
+                email=email, password=password, organisation_id=organisation, **options
             )
+            return client, None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     raise UsageError(
         "no credentials: set UPHANCE_TOKEN, or UPHANCE_EMAIL and UPHANCE_PASSWORD "
         "(or pass --token, or --email and --password)"
     )
+
+
+@contextlib.asynccontextmanager
+async def _opened(args: argparse.Namespace) -> AsyncIterator[UphanceClient]:
+    client, organisation = client_from(args)
+    async with client:
+        if organisation is not None:
+            await client.set_organisation(organisation)
+        yield client
 
 
 def _print_json(value: Any) -> None:
@@ -106,21 +143,20 @@ def _print_json(value: Any) -> None:
 async def _run_export(client: UphanceClient, args: argparse.Namespace, output: Path | None) -> str:
     progress = Progress()
     started = time.perf_counter()
-    async with client:
-        try:
-            stats, resumed = await export(
-                client,
-                output,
-                form=args.format,
-                status=args.status,
-                agent_contact=args.agent_contact,
-                resume=args.resume,
-                concurrency=args.concurrency,
-                progress=progress,
-                stdout=sys.stdout.buffer,
-            )
-        except ExportError as exc:
-            raise UsageError(str(exc)) from None
+    try:
+        stats, resumed = await export(
+            client,
+            output,
+            form=args.format,
+            status=args.status,
+            agent_contact=args.agent_contact,
+            resume=args.resume,
+            concurrency=args.concurrency,
+            progress=progress,
+            stdout=sys.stdout.buffer,
+        )
+    except ExportError as exc:
+        raise UsageError(str(exc)) from None
     elapsed = time.perf_counter() - started
     progress(stats, final=True)
     rate = stats.items_yielded / elapsed if elapsed else 0.0
@@ -132,115 +168,186 @@ async def _run_export(client: UphanceClient, args: argparse.Namespace, output: P
     )
 
 
+def _output(args: argparse.Namespace) -> Path | None:
+    return None if args.output == "-" else Path(args.output)
+
+
 async def _customers(args: argparse.Namespace) -> str | None:
-    client = client_from(args)
     if args.action == "export":
-        output = None if args.output == "-" else Path(args.output)
-        return await _run_export(client, args, output)
-    async with client:
-        target = args.target
-        if args.action == "get":
-            found: Any = (
-                await client.customers.get(_as_id(target))
-                if target.isdigit()
-                else await client.customers.get_by_email(_as_email(target))
-            )
+        try:
+            query_filters(args.status, args.agent_contact)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        async with _opened(args) as client:
+            return await _run_export(client, args, _output(args))
+    target = args.target
+    if args.action != "get" or (target.isascii() and target.isdigit()):
+        identifier: int | str = _id_text("a customer id", target)
+    else:
+        identifier = _as_email(target)
+    async with _opened(args) as client:
+        if isinstance(identifier, str):
+            found: Any = await client.customers.get_by_email(identifier)
+        elif args.action == "get":
+            found = await client.customers.get(identifier)
         elif args.action == "contacts":
-            found = await client.customers.contacts(_as_id(target))
+            found = await client.customers.contacts(identifier)
         else:
-            found = await client.customers.addresses(_as_id(target))
+            found = await client.customers.addresses(identifier)
     _print_json(found)
     return None
 
 
-def _as_id(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"a customer id is a positive number, not {text!r}")
-    return int(text)
-
-
 def _as_email(text: str) -> str:
     if not is_email(text):
-        raise UsageError(f"give a customer id or a contact's e-mail, not {text!r}")
+        raise UsageError(f"give a customer id or a contact's e-mail, not {text[:60]!r}")
     return text
 
 
 async def _demo(args: argparse.Namespace) -> str:
+    if args.output is None:
+        args.output = f"uphance-demo-customers.{args.format}"
     async with FakeUphance(customers=args.customers, page_size=100, latency=args.latency) as fake:
         args.token, args.base_url = fake.token, fake.url
+        args.email = args.password = args.organisation_id = None
         args.status, args.agent_contact = "all", None
-        output = None if args.output == "-" else Path(args.output)
-        summary = await _run_export(client_from(args), args, output)
+        async with _opened(args) as client:
+            summary = await _run_export(client, args, _output(args))
     return f"demo tenant ({args.latency * 1000:.0f} ms per page): {summary}"
 
 
+async def _fake_server(args: argparse.Namespace) -> str:
+    server = FakeUphance(
+        customers=args.customers, page_size=100, latency=args.latency, port=args.port
+    )
+    async with server:
+        print(
+            f"FakeUphance with {args.customers:,} customers at {server.url}\n"
+            f"  export UPHANCE_TOKEN={server.token}\n"
+            f"  uphance-async customers export --base-url {server.url} --status all -o c.jsonl\n"
+            "Stop it with Ctrl-C.",
+            flush=True,
+        )
+        await asyncio.Event().wait()
+    return ""
+
+
+def _number(kind: str, convert: Callable[[str], Any], low: float, high: float) -> Any:
+    """An argparse type: ``convert(text)`` within [low, high], else a message saying so."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not low <= value <= high:
+            limits = f"from {low:g}" + (f" to {high:g}" if math.isfinite(high) else " up")
+            raise argparse.ArgumentTypeError(f"expected {kind} {limits}, not {text!r}")
+        return value
+
+    parse.__name__ = kind
+    return parse
+
+
+_positive = _number("a whole number", int, 1, 10_000)
+_customers_count = _number("a whole number", int, 0, 10_000_000)
+_rate = _number("a number of requests per second", float, 1e-3, 1e6)
+_seconds = _number("a number of seconds", float, 0, 60)
+_timeout = _number("a number of seconds", float, 0.1, 86_400)
+_port = _number("a port number", int, 0, 65_535)
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--base-url", default=DEFAULT_BASE_URL, help="API root (%(default)s)")
-    common.add_argument("--token", help="access token (better: UPHANCE_TOKEN)")
-    common.add_argument("--email", help="sign-in e-mail (or UPHANCE_EMAIL)")
-    common.add_argument(
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument("--base-url", default=DEFAULT_BASE_URL, help="API root (%(default)s)")
+    connection.add_argument("--token", help="access token (better: UPHANCE_TOKEN)")
+    connection.add_argument("--email", help="sign-in e-mail (or UPHANCE_EMAIL)")
+    connection.add_argument(
         "--password",
         help="sign-in password; visible to other users of this machine, prefer UPHANCE_PASSWORD",
     )
-    common.add_argument("--organisation-id", type=int, help="organisation to act on")
-    common.add_argument("--concurrency", type=_positive, default=8, help="pages at once (8)")
-    common.add_argument("--rate-limit", type=float, help="requests per second (adaptive if unset)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    connection.add_argument(
+        "--organisation-id", help="organisation to act on (or UPHANCE_ORGANISATION_ID)"
+    )
+
+    tuning = argparse.ArgumentParser(add_help=False)
+    tuning.add_argument("--concurrency", type=_positive, default=8, help="pages at once (8)")
+    tuning.add_argument(
+        "--rate-limit", type=_rate, help="requests per second (adapts to the server if unset)"
+    )
+    tuning.add_argument(
+        "--timeout", type=_timeout, default=60.0, help="seconds one request may take (60)"
+    )
+    tuning.add_argument(
+        "--max-attempts", type=_positive, default=5, help="tries per request, retries included (5)"
+    )
+    tuning.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
     exporting = argparse.ArgumentParser(add_help=False)
-    exporting.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    exporting.add_argument("--resume", action="store_true", help="carry on from the checkpoint")
+    exporting.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (jsonl)"
+    )
+    exporting.add_argument(
+        "--resume", action="store_true", help="carry on from the checkpoint of a stopped export"
+    )
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Command line for the Uphance Customer API.",
+        epilog="Exit codes: 0 done, 1 API, network or output error, 2 usage error, "
+        "130 interrupted, 141 output closed early.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     customers = commands.add_parser("customers", help="the Customer API")
     actions = customers.add_subparsers(dest="action", required=True)
-    run = actions.add_parser("export", parents=[common, exporting], help="every customer")
-    run.add_argument("--status", choices=("active", "inactive", "all"))
+    run = actions.add_parser(
+        "export", parents=[connection, tuning, exporting], help="every customer"
+    )
+    run.add_argument(
+        "--status", choices=STATUSES, help="which customers (the API's default: active)"
+    )
     run.add_argument("--agent-contact", help="only customers of the agent with this e-mail/phone")
-    run.add_argument("--output", "-o", default="-", help="file, or - for standard output")
+    run.add_argument(
+        "--output", "-o", default="-", help="file, or - for standard output (not resumable)"
+    )
     for action, what in (("get", "ID or EMAIL"), ("contacts", "ID"), ("addresses", "ID")):
-        one = actions.add_parser(action, parents=[common], help=f"print JSON for {what}")
+        one = actions.add_parser(
+            action, parents=[connection, tuning], help=f"print JSON for {what}"
+        )
         one.add_argument("target", metavar=what.split()[0])
     demo = commands.add_parser(
         "demo",
-        parents=[common, exporting],
+        parents=[tuning, exporting],
         help="export every customer of a built-in fake tenant (no account needed)",
     )
-    demo.add_argument("--customers", type=_natural, default=20_000, help="tenant size (20000)")
+    demo.add_argument("--customers", type=_customers_count, default=20_000, help="tenant size")
     demo.add_argument("--latency", type=_seconds, default=0.05, help="seconds per page (0.05)")
-    demo.add_argument("--output", "-o", default="uphance-demo-customers.jsonl")
+    demo.add_argument("--output", "-o", help="file, or - (default: uphance-demo-customers.FORMAT)")
+    serve = commands.add_parser(
+        "fake-server", help="serve a fake Uphance tenant on 127.0.0.1 until Ctrl-C"
+    )
+    serve.add_argument("--customers", type=_customers_count, default=20_000, help="tenant size")
+    serve.add_argument("--latency", type=_seconds, default=0.05, help="seconds per page (0.05)")
+    serve.add_argument("--port", type=_port, default=0, help="port (0: any free one)")
     return parser
 
 
-def _natural(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 60:
-        raise argparse.ArgumentTypeError("must be between 0 and 60 seconds")
-    return value
+def _stdout_closed() -> int:
+    """Standard output's reader went away (``| head``): say nothing, as a shell tool would."""
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail too.
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
-    if args.debug:
+    if getattr(args, "debug", False):
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
-    run = _demo if args.command == "demo" else _customers
+    run = {"demo": _demo, "fake-server": _fake_server}.get(args.command, _customers)
     try:
         summary = asyncio.run(run(args))
     except UsageError as exc:
@@ -251,12 +358,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exception(exc)
         print(f"{PROG}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
+    except BrokenPipeError:
+        return _stdout_closed()
+    except (OSError, OutputStateError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted (an export carries on with --resume)", file=sys.stderr)
+        resumable = getattr(args, "output", "-") not in ("-", None)
+        hint = " (carry on with --resume)" if resumable else ""
+        print(f"{PROG}: interrupted{hint}", file=sys.stderr)
         return 130
     if summary:
-        print(summary, file=sys.stderr if args.command == "customers" else sys.stdout)
+        to_stdout = args.command == "demo" and args.output != "-"
+        print(summary, file=sys.stdout if to_stdout else sys.stderr)
     return 0

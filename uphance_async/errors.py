@@ -14,8 +14,9 @@ Every error is an :class:`UphanceError`::
     │   └── ServerError              5xx
     ├── APIConnectionError           the request did not get an answer
     │   └── APITimeoutError
-    └── ResponseValidationError      the answer is not of the expected shape
-        └── ResponseTooLargeError    the answer is larger than allowed
+    ├── ResponseValidationError      the answer is not of the expected shape
+    │   └── ResponseTooLargeError    the answer is larger than allowed
+    └── RecordEncodingError          an export cannot write a record the server sent
 
 No message, ``str()`` or ``repr()`` of these carries a token or a password.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RecordEncodingError",
     "ResponseTooLargeError",
     "ResponseValidationError",
     "ServerError",
@@ -143,3 +145,16 @@ class ResponseValidationError(UphanceError):
 
 class ResponseTooLargeError(ResponseValidationError):
     """The answer is larger than the client's ``max_response_bytes``."""
+
+
+class RecordEncodingError(UphanceError):
+    """An export cannot write a record as asked: ``record_id`` names it, ``json_path`` the place.
+
+    The export stops before the record, so a resumed export stops at the same one: the message
+    says so, and what to do.
+    """
+
+    def __init__(self, message: str, *, record_id: Any, json_path: str) -> None:
+        super().__init__(message)
+        self.record_id = record_id
+        self.json_path = json_path
