@@ -39,6 +39,10 @@ class Auth(Protocol):
         """The server refused ``rejected``; True when a new header is ready to retry with."""
         ...
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret this auth has held, to be redacted from whatever the client reports."""
+        ...
+
 
 def _check_secret(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
@@ -48,13 +52,23 @@ def _check_secret(name: str, value: object) -> str:
     return value
 
 
+def _check_token(value: object) -> str:
+    """A token goes into a header: control characters (NUL, DEL, CR, LF...) would break every
+    request deep inside aiohttp, so they are refused here, at once."""
+    token = _check_secret("token", value).strip()
+    if not token.isprintable() or not token.isascii():
+        raise ValueError("token must be printable ASCII, without control characters")
+    return token
+
+
 class StaticToken:
     """A token given by the caller; it cannot be renewed."""
 
-    __slots__ = ("_header",)
+    __slots__ = ("_header", "_token")
 
     def __init__(self, token: str) -> None:
-        self._header = f"Bearer {_check_secret('token', token).strip()}"
+        self._token = _check_token(token)
+        self._header = f"Bearer {self._token}"
 
     def __repr__(self) -> str:
         return "StaticToken(<redacted>)"
@@ -64,6 +78,9 @@ class StaticToken:
 
     async def renew(self, rejected: str) -> bool:
         return False
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,)
 
 
 def _password(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -126,6 +143,13 @@ def token_from_answer(data: Any, email: str, now: float) -> Token:
             "the token answer has an unreadable expires_in or created_at", path="$"
         ) from None
     refresh = data.get("refresh_token")
+    try:
+        _check_token(data["access_token"])
+    except ValueError:
+        raise ResponseValidationError(
+            "the token answer's access_token is empty or has control characters",
+            path="$.access_token",
+        ) from None
     return Token(
         access_token=data["access_token"],
         refresh_token=refresh if isinstance(refresh, str) and refresh else None,
@@ -184,8 +208,22 @@ SelectOrganisation = Callable[[str, int], Awaitable[None]]
 """Selects organisation ``id`` for the token given as its ``Authorization`` header value."""
 
 
+@attrs.define
+class _Flight:
+    """One token request in progress, and its outcome for everyone who waited on it."""
+
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    token: Token | None = None
+    error: Exception | None = None
+
+
 class PasswordAuth:
-    """Signs in with :class:`Credentials`, and keeps a fresh token for every request."""
+    """Signs in with :class:`Credentials`, and keeps a fresh token for every request.
+
+    Token requests fly one at a time, whatever their outcome: callers that need a new token
+    while one is being obtained wait for it, and a failure is handed to every one of them. After
+    ``n`` failures in a row the next token request waits ``backoff(n)`` seconds first.
+    """
 
     def __init__(
         self,
@@ -195,15 +233,20 @@ class PasswordAuth:
         select_organisation: SelectOrganisation,
         store: TokenStore | None = None,
         clock: Callable[[], float] = time.time,
+        backoff: Callable[[int], float],
     ) -> None:
         self._credentials = credentials
         self._request_token = request_token
         self._select = select_organisation
         self._store = store
         self._clock = clock
+        self._backoff = backoff
         self._token: Token | None = None
         self._loaded = False
-        self._lock = anyio.Lock()
+        self._flight: _Flight | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._secrets: dict[str, None] = {credentials.password: None}
         self.organisation_id = credentials.organisation_id
         self.token_requests = 0
 
@@ -213,6 +256,9 @@ class PasswordAuth:
     @staticmethod
     def _header(token: Token) -> str:
         return f"Bearer {token.access_token}"
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._secrets)
 
     async def authorization(self) -> str:
         token = self._token
@@ -228,22 +274,53 @@ class PasswordAuth:
         return True
 
     async def _renewed(self, *, stale: Token | None, refused: bool) -> Token:
-        """One token request for every caller that saw ``stale``: the first does the work."""
-        async with self._lock:
+        """One token request for every caller that saw ``stale``: the first does the work,
+        the others wait for its outcome, a failure included."""
+        while True:
             token = self._token
             if token is not stale and token is not None and not token.due(self._clock()):
                 return token
-            if token is None and not self._loaded:
-                self._loaded = True
-                token = await self._from_store()
-                if token is not None and not token.due(self._clock()) and not refused:
-                    await self._activate(token)
-                    return token
-            token = await self._new_token(token)
-            await self._activate(token)
-            if self._store is not None:
-                await self._store.save(token)
-            return token
+            flight = self._flight
+            if flight is None:
+                return await self._fly(stale=token, refused=refused)
+            await flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            if flight.token is not None:
+                return flight.token
+            # The flight was cancelled before it ended: whoever comes first starts another.
+
+    async def _fly(self, *, stale: Token | None, refused: bool) -> Token:
+        flight = self._flight = _Flight()
+        try:
+            wait = self._retry_at - anyio.current_time()
+            if wait > 0:
+                await anyio.sleep(wait)
+            flight.token = await self._obtain(stale, refused)
+        except Exception as exc:
+            flight.error = exc
+            self._failures += 1
+            self._retry_at = anyio.current_time() + self._backoff(self._failures)
+            raise
+        else:
+            self._failures = 0
+            return flight.token
+        finally:
+            self._flight = None
+            flight.done.set()
+
+    async def _obtain(self, token: Token | None, refused: bool) -> Token:
+        if token is None and not self._loaded:
+            self._loaded = True
+            token = await self._from_store()
+            if token is not None and not token.due(self._clock()) and not refused:
+                await self._activate(token)
+                return token
+        token = await self._new_token(token)
+        await self._activate(token)
+        if self._store is not None:
+            await self._store.save(token)
+        return token
 
     async def _from_store(self) -> Token | None:
         if self._store is None:
@@ -251,7 +328,13 @@ class PasswordAuth:
         token = await self._store.load()
         if token is None or token.email != self._credentials.email:
             return None
+        self._remember(token)
         return token
+
+    def _remember(self, token: Token) -> None:
+        self._secrets[token.access_token] = None
+        if token.refresh_token:
+            self._secrets[token.refresh_token] = None
 
     async def _activate(self, token: Token) -> None:
         # The server keeps the organisation per token: select it before anyone uses the token.
@@ -278,4 +361,6 @@ class PasswordAuth:
     async def _grant(self, body: dict[str, Any]) -> Token:
         self.token_requests += 1
         answer = await self._request_token(body)
-        return token_from_answer(answer, self._credentials.email, self._clock())
+        token = token_from_answer(answer, self._credentials.email, self._clock())
+        self._remember(token)
+        return token

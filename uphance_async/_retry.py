@@ -39,10 +39,14 @@ class RetryPolicy:
             return status in self.retry_statuses
         return method in IDEMPOTENT_METHODS and status in self.retry_statuses
 
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait after failed attempt number ``attempt`` (1-based): the backoff,
+        doubled per attempt, up to ``max_backoff``."""
+        return float(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        wait = random.uniform(0, ceiling)
+        wait = random.uniform(0, self.ceiling(attempt))
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after))
         return wait

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, Final
 from urllib.parse import quote
@@ -21,6 +21,7 @@ from yarl import URL
 
 from ._auth import Auth
 from ._ratelimit import Limiter
+from ._redact import redact, redact_headers
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 from .errors import (
     APIConnectionError,
@@ -52,7 +53,12 @@ _STATUS_ERRORS: Final[dict[int, type[APIStatusError]]] = {
     429: RateLimitError,
 }
 _EXCERPT = 300
-_TAG = re.compile(r"<[^>]*>")
+# Error bodies can be hostile: only this much of one is ever looked at, and nothing here
+# backtracks, so reading any error answer takes a bounded, small time.
+_PREFIX = 4096
+_MAX_DEPTH = 32
+# No "<" inside a tag: each attempt stops at the next "<", so stripping is linear.
+_TAG = re.compile(r"<[^<>]*>")
 _SPACE = re.compile(r"\s+")
 
 
@@ -62,43 +68,89 @@ def path_of(*segments: str | int) -> str:
 
 
 def error_message(body: bytes) -> str:
-    """A short human message from an error body: JSON ``error``/``errors``/``message``, or text."""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
+    """A short human message from an error body: JSON ``error``/``errors``/``message``, or text.
+
+    Linear in the body's size, and bounded: JSON is decoded only when the body is small, and
+    text is read from its first few KiB.
+    """
+    data = None
+    if len(body) <= 64 * _PREFIX:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
     if isinstance(data, dict):
         for key in ("error_description", "message", "error", "errors"):
             value = data.get(key)
             if value:
-                return _flatten(value)[:_EXCERPT]
+                return flatten(value, _EXCERPT)
+    text = body[:_PREFIX].decode("utf-8", "replace")
     if "<" in text and ">" in text:
         text = _TAG.sub(" ", text)
     return _SPACE.sub(" ", text).strip()[:_EXCERPT]
 
 
-def _flatten(value: Any) -> str:
-    if isinstance(value, dict):
-        return "; ".join(f"{key}: {_flatten(item)}" for key, item in value.items())
-    if isinstance(value, list):
-        return ", ".join(_flatten(item) for item in value)
-    return str(value)
+class _Separator(str):
+    """Text that :func:`flatten` puts between parts (not a value from the body)."""
+
+    __slots__ = ()
+
+
+def flatten(value: Any, limit: int) -> str:
+    """JSON ``value`` as one line of at most ``limit`` characters (``key: a, b; key: c``).
+
+    Iterative, with a depth cap: an error body nested hundreds deep must not exhaust the stack.
+    """
+    parts: list[str] = []
+    size = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack and size < limit:
+        item, depth = stack.pop()
+        if type(item) is _Separator:
+            text: str = item
+        elif isinstance(item, dict | list) and depth >= _MAX_DEPTH:
+            text = "..."
+        elif isinstance(item, dict):
+            pending: list[tuple[Any, int]] = []
+            for n, (key, inner) in enumerate(item.items()):
+                pending += [(_Separator(f"{'; ' if n else ''}{key}: "), 0), (inner, depth + 1)]
+            stack.extend(reversed(pending))
+            continue
+        elif isinstance(item, list):
+            pending = []
+            for n, inner in enumerate(item):
+                pending += [(_Separator(", "), 0)] if n else []
+                pending.append((inner, depth + 1))
+            stack.extend(reversed(pending))
+            continue
+        else:
+            text = str(item)
+        parts.append(text)
+        size += len(text)
+    return "".join(parts)[:limit]
 
 
 def status_error(
-    status: int, method: str, path: str, body: bytes, headers: Mapping[str, str]
+    status: int,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Iterable[str] = (),
 ) -> APIStatusError:
-    """The typed error for an answer with a failing ``status``."""
-    detail = error_message(body)
+    """The typed error for an answer with a failing ``status``; ``secrets`` are redacted from
+    everything it carries."""
+    secrets = tuple(secrets)
+    detail = redact(error_message(body), secrets)
     reason = f"HTTP {status} for {method} {path}" + (f": {detail}" if detail else "")
+    headers = redact_headers(headers, secrets)
     fields: dict[str, Any] = {
         "status": status,
         "method": method,
         "path": path,
-        "body": body[:_EXCERPT].decode("utf-8", "replace"),
+        "body": redact(body[:_PREFIX].decode("utf-8", "replace"), secrets)[:_EXCERPT],
         "headers": headers,
-        "request_id": headers.get("X-Request-Id") or headers.get("X-Request-ID"),
+        "request_id": headers.get("X-Request-Id"),
     }
     if status == 429:
         return RateLimitError(
@@ -117,10 +169,18 @@ class UseAuth(Enum):
 class _Retryable(Exception):
     """An attempt failed in a way the policy may retry; ``error`` is what to raise if not."""
 
-    def __init__(self, error: Exception, *, sent: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        error: Exception,
+        *,
+        sent: bool,
+        retry_after: float | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
         self.error = error
         self.sent = sent
         self.retry_after = retry_after
+        self.cause = cause
 
 
 class Transport:
@@ -194,7 +254,8 @@ class Transport:
                     if observer is not None:
                         observer("throttled")
                 if not retriable or attempt >= self.retry.max_attempts:
-                    raise failure.error from None
+                    # The cause (a DNS or TLS failure, say) stays visible in tracebacks.
+                    raise failure.error from failure.cause
                 wait = self.retry.delay(attempt, failure.retry_after)
                 logger.warning(
                     "%s %s failed (%s); retry %d of %d in %.2f s",
@@ -242,20 +303,22 @@ class Transport:
                     response_headers: CIMultiDictProxy[str] = response.headers
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise _Retryable(
-                    APITimeoutError(f"{method} {path} timed out"), sent=sent or _sent(exc)
+                    APITimeoutError(f"{method} {path} timed out"),
+                    sent=sent or _sent(exc),
+                    cause=exc,
                 ) from None
             except aiohttp.ClientConnectorError as exc:
-                raise _Retryable(
-                    APIConnectionError(f"{method} {path}: cannot connect ({exc.os_error})"),
-                    sent=False,
-                ) from None
+                text = self._redact(f"{method} {path}: cannot connect ({exc.os_error})")
+                raise _Retryable(APIConnectionError(text), sent=False, cause=exc) from None
             except aiohttp.ClientError as exc:
-                raise _Retryable(
-                    APIConnectionError(f"{method} {path}: {type(exc).__name__}: {exc}"), sent=True
-                ) from None
+                text = self._redact(f"{method} {path}: {type(exc).__name__}: {exc}")
+                # A ClientResponseError holds the request's headers: never chain it.
+                cause = None if isinstance(exc, aiohttp.ClientResponseError) else exc
+                raise _Retryable(APIConnectionError(text), sent=True, cause=cause) from None
         logger.debug("%s %s -> %d (%d bytes)", method, path, status, len(body))
+        secrets = self._auth.secrets()
         if status == 429:
-            error = status_error(status, method, path, body, response_headers)
+            error = status_error(status, method, path, body, response_headers, secrets)
             assert isinstance(error, RateLimitError)
             retry_after = (
                 None
@@ -265,7 +328,7 @@ class Transport:
             self.limiter.throttled(sent_at, retry_after)
             raise _Retryable(error, sent=False, retry_after=retry_after)
         if status >= 300:
-            error = status_error(status, method, path, body, response_headers)
+            error = status_error(status, method, path, body, response_headers, secrets)
             if self.retry.should_retry_status(method, status):
                 raise _Retryable(error, sent=True)
             raise error
@@ -276,7 +339,7 @@ class Transport:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
-            excerpt = error_message(body)[:80]
+            excerpt = redact(error_message(body), secrets)[:80]
             raise _Retryable(
                 ResponseValidationError(
                     f"{method} {path} answered {status} with a body that is not JSON: {excerpt!r}",
@@ -298,6 +361,9 @@ class Transport:
                 raise self._too_large(method, path)
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._auth.secrets())
 
     def _too_large(self, method: str, path: str) -> ResponseTooLargeError:
         return ResponseTooLargeError(

@@ -111,6 +111,7 @@ class UphanceClient:
                 f"max_response_bytes must be an int >= 1024, not {max_response_bytes!r}"
             )
         self.base_url = _base_url(base_url, allow_insecure)
+        retry = retry if retry is not None else RetryPolicy()
         self._auth: Auth
         if credentials is not None:
             self._auth = PasswordAuth(
@@ -118,6 +119,7 @@ class UphanceClient:
                 request_token=self._request_token,
                 select_organisation=self._select_for_token,
                 store=token_store,
+                backoff=retry.ceiling,
             )
         else:
             assert token is not None
@@ -133,7 +135,7 @@ class UphanceClient:
             session=self._live_session,
             auth=self._auth,
             limiter=Limiter(max_in_flight, rate_limit),
-            retry=retry if retry is not None else RetryPolicy(),
+            retry=retry,
             timeout=self._timeout,
             headers={"Accept": "application/json", "User-Agent": user_agent or USER_AGENT},
             max_response_bytes=max_response_bytes,

@@ -15,7 +15,8 @@ Every error is an :class:`UphanceError`::
     ├── APIConnectionError           the request did not get an answer
     │   └── APITimeoutError
     ├── ResponseValidationError      the answer is not of the expected shape
-    │   └── ResponseTooLargeError    the answer is larger than allowed
+    │   ├── ResponseTooLargeError    the answer is larger than allowed
+    │   └── PaginationError          the pages never end (or cannot be followed)
     └── RecordEncodingError          an export cannot write a record the server sent
 
 No message, ``str()`` or ``repr()`` of these carries a token or a password.
@@ -34,6 +35,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "NotFoundError",
+    "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
     "RecordEncodingError",
@@ -145,6 +147,15 @@ class ResponseValidationError(UphanceError):
 
 class ResponseTooLargeError(ResponseValidationError):
     """The answer is larger than the client's ``max_response_bytes``."""
+
+
+class PaginationError(ResponseValidationError):
+    """The server's pages cannot be followed to an end: page after page brings nothing new, or
+    the page numbers run far past the totals the server announced. ``page`` names the page."""
+
+    def __init__(self, message: str, *, page: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.page = page
 
 
 class RecordEncodingError(UphanceError):

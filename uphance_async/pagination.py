@@ -27,7 +27,7 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._validate import positive_int
-from .errors import UphanceError
+from .errors import PaginationError, UphanceError
 
 __all__ = ["Checkpoint", "Page", "PageMeta", "PageSource", "PageStream", "StreamStats"]
 
@@ -107,6 +107,20 @@ class StreamStats:
             self.retries += 1
         elif event == "throttled":
             self.throttled += 1
+
+
+def id_key(item: Any) -> Hashable:
+    """The key a stream dedupes on: the record's ``id``, with ``"7"`` and ``7`` the same record
+    (as they are once structured)."""
+    value = item["id"]
+    if value.__class__ is str and value.isascii() and value.isdigit():
+        return int(value)
+    return value  # type: ignore[no-any-return]
+
+
+# A page that brings no item not seen before happens when the list changes during a crawl;
+# this many in a row means the server is serving the same records again and again.
+_STALE_PAGES = 5
 
 
 class _SeenKeys:
@@ -265,6 +279,7 @@ class PageStream(Generic[T]):
         self._page_items: Sequence[Any] = ()
         self._page_no = 0
         self._index = 0
+        self._stale_pages = 0
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -318,7 +333,18 @@ class PageStream(Generic[T]):
             self._items = self._seen.fresh(page.items, self._key)
             self.stats.duplicates_dropped += len(page.items) - len(self._items)
             if self._items:
+                self._stale_pages = 0
                 return self._items
+            self._stale_pages += 1
+            if self._stale_pages >= _STALE_PAGES and page.meta.next_page is not None:
+                raise await self._failed(
+                    PaginationError(
+                        f"pages {self._page_no - _STALE_PAGES + 1} to {self._page_no} brought no "
+                        f"record not seen before, and page {self._page_no} still points to "
+                        f"page {page.meta.next_page}: the server repeats itself",
+                        page=self._page_no,
+                    )
+                )
 
     async def _bad_item(self, error: Exception, raw: Any) -> BaseException:
         """Convert ``raw`` again with its position in the page, for an error naming its path."""
@@ -347,6 +373,9 @@ class PageStream(Generic[T]):
         except anyio.EndOfStream:
             await self.aclose()
             raise StopAsyncIteration from None
+        except anyio.ClosedResourceError:
+            # Closed while this consumer waited: by its client, or by another task.
+            raise self._closed_by or StopAsyncIteration() from None
 
     def _page_done(self, number: int) -> None:
         self._done_pages.add(number)
@@ -429,6 +458,9 @@ class _Pump:
         self._window = 2 * concurrency
         self._ordered = ordered
         self._stats = stats
+        self._most_pages = 0
+        self._most_count = 0
+        self._page_size = 0
 
     async def run(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -443,10 +475,13 @@ class _Pump:
         except Exception as exc:
             await out.send(_Failure(first, exc))
             return
-        self._stats.saw(page.meta)
+        self._saw(page)
         await out.send((first, page))
         following = self._following(first, page)
         if following is None:
+            return
+        if (too_far := self._too_far(following)) is not None:
+            await out.send(too_far)
             return
         last = max(following, page.meta.total_pages or 0)
         stop_after = float("inf")
@@ -476,7 +511,7 @@ class _Pump:
                         continue
                     message = await self._parse(result)
                     if not isinstance(message, _Failure):
-                        self._stats.saw(message[1].meta)
+                        self._saw(message[1])
                     await out.send(message)
                     if isinstance(message, _Failure):
                         group.cancel_scope.cancel()
@@ -484,8 +519,12 @@ class _Pump:
                     following = self._following(done, message[1])
                     if following is None:
                         stop_after = min(stop_after, done)
-                    else:
-                        last = max(last, following, message[1].meta.total_pages or 0)
+                        continue
+                    if (too_far := self._too_far(following)) is not None:
+                        await out.send(too_far)
+                        group.cancel_scope.cancel()
+                        return
+                    last = max(last, following, message[1].meta.total_pages or 0)
                 if self._ordered and deliver > stop_after:
                     group.cancel_scope.cancel()
                     return
@@ -514,6 +553,28 @@ class _Pump:
                 return number, await self._source.fetch(number, self._stats.observe)
         except Exception as exc:
             return _Failure(number, exc)
+
+    def _saw(self, page: Page[Any]) -> None:
+        self._stats.saw(page.meta)
+        self._most_pages = max(self._most_pages, page.meta.total_pages or 0)
+        self._most_count = max(self._most_count, page.meta.total_count or 0)
+        self._page_size = self._page_size or len(page.items)
+
+    def _too_far(self, number: int) -> _Failure | None:
+        """A failure when page ``number`` is far past every total the server announced: twice
+        as many pages and ten more leave room for a list that grows during the crawl."""
+        known = self._most_pages
+        if not known and self._most_count and self._page_size:
+            known = -(-self._most_count // self._page_size)
+        if not known or number <= 2 * known + 10:
+            return None
+        return _Failure(
+            number,
+            PaginationError(
+                f"the server points to page {number}, far past the {known} pages it announced",
+                page=number,
+            ),
+        )
 
     def _following(self, number: int, page: Page[Any]) -> int | None:
         """The page after ``number``: ``meta.next_page``; with no ``meta`` at all, ``number + 1``

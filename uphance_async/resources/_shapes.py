@@ -100,8 +100,16 @@ def page_meta(data: Any) -> PageMeta:
     if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
         return PageMeta()
     meta: PageMeta = structure(data["meta"], PageMeta, "$.meta")
-    if "next_page" not in data["meta"] and meta.current_page and meta.total_pages is not None:
-        # No next_page at all (not null): derive it rather than stop after this page.
-        following = meta.current_page + 1 if meta.current_page < meta.total_pages else None
-        meta = attrs.evolve(meta, next_page=following)
-    return meta
+    if "next_page" in data["meta"] or not meta.current_page:
+        return meta
+    # No next_page at all (not null): derive it from the totals rather than stop after this page.
+    following: int | None = meta.current_page + 1
+    if meta.total_pages is not None:
+        following = following if meta.current_page < meta.total_pages else None
+    elif meta.total_count is not None:
+        found = list_of(data, ())
+        size = len(found[0]) if found is not None else 0
+        following = following if size and meta.current_page * size < meta.total_count else None
+    else:
+        return meta
+    return attrs.evolve(meta, next_page=following)

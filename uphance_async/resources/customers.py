@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from operator import itemgetter
 from typing import Any, Literal, TypeVar, overload
 
 import orjson
@@ -14,7 +13,7 @@ from .._convert import body, structure, structure_hook, validation_error
 from .._transport import Transport, path_of
 from ..errors import ResponseValidationError
 from ..models import Address, Contact, Customer, NewAddress, NewContact, NewCustomer
-from ..pagination import Checkpoint, Observer, Page, PageStream
+from ..pagination import Checkpoint, Observer, Page, PageStream, id_key
 from ._shapes import answer_to, items, one_object, page_meta
 
 __all__ = ["CustomerStream", "CustomersAPI"]
@@ -200,7 +199,7 @@ class CustomersAPI:
         pages = _CustomerPages(self._transport, params)
         return CustomerStream(
             pages,
-            key=itemgetter("id"),
+            key=id_key,
             convert=None if raw else pages.convert,
             concurrency=limit,
             start_page=first,
