@@ -25,9 +25,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
-    session.install(".", "mypy>=1.11")
-    session.run("mypy", "--strict", "uphance_async")
+    """mypy --strict on the package, the tests, the benchmarks and the examples."""
+    session.install(".[test]")
+    session.run("mypy")
 
 
 @nox.session(python="3.11")

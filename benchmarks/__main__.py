@@ -63,7 +63,8 @@ def requests_loop(url: str, token: str) -> int:
         session.headers["Authorization"] = f"Bearer {token}"
         page: int | None = 1
         while page is not None:
-            answer = session.get(f"{url}/customers", params={"page": page, "by_status": "all"})
+            query: dict[str, str | int] = {"page": page, "by_status": "all"}
+            answer = session.get(f"{url}/customers", params=query)
             answer.raise_for_status()
             data = answer.json()
             count += len(data["customers"])

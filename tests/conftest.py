@@ -104,6 +104,16 @@ def thread_served() -> Iterator[Callable[[FakeUphance], FakeUphance]]:
 
 
 @pytest.fixture
+async def unreachable_url() -> str:
+    """A base URL on 127.0.0.1 where nothing listens: a port just opened and closed again."""
+    listener = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    listener.close()
+    await listener.wait_closed()
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
 async def serve_app() -> AsyncIterator[Callable[[web.Application], Awaitable[str]]]:
     """Start an aiohttp app of a test's own on 127.0.0.1; returns its base URL."""
     runners: list[web.AppRunner] = []

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from uphance_async import Credentials, JSONFileTokenStore, Organisation, UphanceClient
 from uphance_async.errors import APIStatusError, AuthenticationError, ResponseTooLargeError
-from uphance_async.testing import FakeUphance
+from uphance_async.testing import FakeUphance, RecordedRequest
 
 PASSWORD = "correct horse battery staple"
 
@@ -32,7 +32,7 @@ def signed_in(server: FakeUphance, **kwargs: object) -> UphanceClient:
     return UphanceClient(base_url=server.url, **options)  # type: ignore[arg-type]
 
 
-def customer_requests(server: FakeUphance) -> list[object]:
+def customer_requests(server: FakeUphance) -> list[RecordedRequest]:
     return [r for r in server.requests if r.path.startswith("/customers")]
 
 

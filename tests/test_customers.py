@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -79,7 +80,7 @@ async def test_unknown_agent_gives_an_empty_list(client: UphanceClient) -> None:
     ],
 )
 async def test_bad_filters_fail_before_any_request(
-    client: UphanceClient, server: FakeUphance, kwargs: dict[str, str], message: str
+    client: UphanceClient, server: FakeUphance, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
         await client.customers.page(1, **kwargs)

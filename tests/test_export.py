@@ -91,7 +91,7 @@ async def test_a_crashed_export_resumes_exactly(tmp_path: Path, form: Any) -> No
 
 @pytest.mark.parametrize("form", ["jsonl", "csv"])
 async def test_a_failed_fresh_export_keeps_the_previous_file(
-    server: FakeUphance, tmp_path: Path, form: Any
+    server: FakeUphance, tmp_path: Path, form: Any, unreachable_url: str
 ) -> None:
     output = tmp_path / f"customers.{form}"
     async with UphanceClient(token=server.token, base_url=server.url) as client:
@@ -100,19 +100,10 @@ async def test_a_failed_fresh_export_keeps_the_previous_file(
     async with UphanceClient(token="wrong", base_url=server.url, retry=ONCE) as client:
         with pytest.raises(AuthenticationError):
             await export(client, output, form=form, status="all")
-    unreachable = f"http://127.0.0.1:{await _closed_port()}"
-    async with UphanceClient(token=server.token, base_url=unreachable, retry=ONCE) as client:
+    async with UphanceClient(token=server.token, base_url=unreachable_url, retry=ONCE) as client:
         with pytest.raises(APIConnectionError):
             await export(client, output, form=form, status="all")
     assert output.read_bytes() == good
-
-
-async def _closed_port() -> int:
-    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port: int = listener.sockets[0].getsockname()[1]
-    listener.close()
-    await listener.wait_closed()
-    return port
 
 
 async def test_a_fresh_run_discards_an_older_checkpoint(tmp_path: Path) -> None:

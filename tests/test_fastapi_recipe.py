@@ -55,7 +55,7 @@ async def test_one_shared_client_serves_customers(server: FakeUphance) -> None:
 
 
 async def test_errors_become_answers_a_caller_can_act_on(
-    server: FakeUphance, serve_app: Any
+    server: FakeUphance, serve_app: Any, unreachable_url: str
 ) -> None:
     recipe = load_recipe()
     throttled = web.Application()
@@ -73,10 +73,6 @@ async def test_errors_become_answers_a_caller_can_act_on(
 
     silent.router.add_get("/customers/{id}", never)
     silent_url = await serve_app(silent)
-    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    closed_port = listener.sockets[0].getsockname()[1]
-    listener.close()
-    await listener.wait_closed()
     once = RetryPolicy(max_attempts=1)
     cases = [
         (server.url, "/customers/0", 422, None),
@@ -84,7 +80,7 @@ async def test_errors_become_answers_a_caller_can_act_on(
         (server.url, "/customers/1", 404, None),
         (throttled_url, "/customers/5", 503, "7"),
         (silent_url, "/customers/5", 504, None),
-        (f"http://127.0.0.1:{closed_port}", "/customers/5", 502, None),
+        (unreachable_url, "/customers/5", 502, None),
     ]
     for base_url, path, status, retry_after in cases:
 

@@ -167,7 +167,8 @@ async def test_total_count_alone_carries_the_stream_to_the_end(serve_app: Serve)
 async def test_an_id_sent_as_a_string_and_a_number_is_one_customer(serve_app: Serve) -> None:
     async def mixed(request: web.Request) -> web.Response:
         number = int(request.query["page"])
-        items = [[{"id": 7}, {"id": 8}], [{"id": "7"}, {"id": 9}]][number - 1]
+        pages: list[list[Any]] = [[{"id": 7}, {"id": 8}], [{"id": "7"}, {"id": 9}]]
+        items = pages[number - 1]
         return page(items, current_page=number, total_pages=2, next_page=2 if number < 2 else None)
 
     url = await serve_app(app_with({"GET /customers": mixed}))
@@ -349,12 +350,8 @@ def test_tokens_with_control_characters_are_refused_at_once(token: str) -> None:
         UphanceClient(token=token)
 
 
-async def test_connection_errors_keep_their_cause() -> None:
-    listener = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    listener.close()
-    await listener.wait_closed()
-    async with UphanceClient(token=TOKEN, base_url=f"http://127.0.0.1:{port}", retry=FAST) as c:
+async def test_connection_errors_keep_their_cause(unreachable_url: str) -> None:
+    async with UphanceClient(token=TOKEN, base_url=unreachable_url, retry=FAST) as c:
         with pytest.raises(APIConnectionError) as caught:
             await c.customers.get(5)
     assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import docutils.core
+import docutils.core  # type: ignore[import-untyped]
 import httpx
 import pytest
 

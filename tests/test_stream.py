@@ -87,7 +87,7 @@ async def test_the_client_limit_caps_every_stream_together() -> None:
             collect(client.customers.stream(concurrency=8)),
             collect(client.customers.stream(status="all", concurrency=8)),
         )
-    assert both == [server.ids(), server.ids("all")]
+    assert list(both) == [server.ids(), server.ids("all")]
     assert server.max_in_flight == 3
 
 
@@ -199,7 +199,7 @@ async def test_an_error_surfaces_after_earlier_pages_with_its_checkpoint(
         seen: list[int] = []
         checkpoint: Checkpoint | None = None
         # (items seen when the error came, the error's checkpoint), one entry per failure
-        failures: list[tuple[int, Checkpoint]] = []
+        failures: list[tuple[int, Checkpoint | None]] = []
         while True:
             stream = client.customers.stream(status="all", concurrency=4, resume=checkpoint)
             try:

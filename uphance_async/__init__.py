@@ -7,6 +7,7 @@ import logging
 
 from ._auth import Credentials, JSONFileTokenStore, Token, TokenStore
 from ._convert import converter
+from ._events import RequestEvent
 from ._retry import RetryPolicy
 from ._version import __version__
 from .client import UphanceClient
@@ -24,7 +25,7 @@ from .models import (
     OutstandingAmount,
     PurchaseAmount,
 )
-from .pagination import Checkpoint, Page, PageMeta, StreamStats
+from .pagination import Checkpoint, Page, PageMeta, PageStream, StreamStats
 from .resources.customers import CustomerStream
 
 # A library logs, the application decides where logs go.
@@ -48,7 +49,9 @@ __all__ = [
     "OutstandingAmount",
     "Page",
     "PageMeta",
+    "PageStream",
     "PurchaseAmount",
+    "RequestEvent",
     "RetryPolicy",
     "StreamStats",
     "Token",

@@ -20,7 +20,7 @@ import attrs
 
 from ._files import write_atomically
 from ._validate import email_field, positive_int
-from .errors import AuthenticationError, ResponseValidationError
+from .errors import APIStatusError, AuthenticationError, ResponseValidationError, ServerError
 
 __all__ = ["Auth", "Credentials", "JSONFileTokenStore", "PasswordAuth", "StaticToken", "Token"]
 
@@ -134,13 +134,15 @@ class Token:
 def token_from_answer(data: Any, email: str, now: float) -> Token:
     """A :class:`Token` from the JSON answer of ``POST /oauth/token``."""
     if not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
-        raise ResponseValidationError("the token answer has no access_token", path="$.access_token")
+        raise ResponseValidationError(
+            "the token answer has no access_token", json_path="$.access_token"
+        )
     try:
         expires_in = float(data.get("expires_in") or 7 * 86400)
         created_at = float(data.get("created_at") or now)
     except (TypeError, ValueError):
         raise ResponseValidationError(
-            "the token answer has an unreadable expires_in or created_at", path="$"
+            "the token answer has an unreadable expires_in or created_at", json_path="$"
         ) from None
     refresh = data.get("refresh_token")
     try:
@@ -148,7 +150,7 @@ def token_from_answer(data: Any, email: str, now: float) -> Token:
     except ValueError:
         raise ResponseValidationError(
             "the token answer's access_token is empty or has control characters",
-            path="$.access_token",
+            json_path="$.access_token",
         ) from None
     return Token(
         access_token=data["access_token"],
@@ -203,7 +205,9 @@ class JSONFileTokenStore:
 
 
 RequestToken = Callable[[dict[str, Any]], Awaitable[Any]]
-"""Posts a body to ``/oauth/token`` without authorization; the decoded answer."""
+"""Posts a body to ``/oauth/token`` without authorization; the decoded answer. Failing answers
+raise :class:`APIStatusError` (already redacted of every secret); refusals become
+:class:`AuthenticationError` here."""
 SelectOrganisation = Callable[[str, int], Awaitable[None]]
 """Selects organisation ``id`` for the token given as its ``Authorization`` header value."""
 
@@ -360,7 +364,20 @@ class PasswordAuth:
 
     async def _grant(self, body: dict[str, Any]) -> Token:
         self.token_requests += 1
-        answer = await self._request_token(body)
+        try:
+            answer = await self._request_token(body)
+        except APIStatusError as error:
+            if isinstance(error, ServerError) or error.status == 429:
+                raise  # the server failed or is busy: no verdict on the credentials
+            raise AuthenticationError(
+                f"sign-in refused: {error.message}",
+                status=error.status,
+                method=error.method,
+                url_path=error.url_path,
+                body=error.body,
+                headers=error.headers,
+                request_id=error.request_id,
+            ) from None
         token = token_from_answer(answer, self._credentials.email, self._clock())
         self._remember(token)
         return token

@@ -20,19 +20,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from . import _fastpath
 from .errors import ResponseValidationError
-from .models import (
-    Address,
-    Agent,
-    Contact,
-    Customer,
-    Invoice,
-    LastOrder,
-    NewAddress,
-    NewContact,
-    NewCustomer,
-    OutstandingAmount,
-    PurchaseAmount,
-)
+from .models import NewAddress, NewContact, NewCustomer
 
 T = TypeVar("T")
 
@@ -183,23 +171,37 @@ def _fast_or_thorough(cl: type[T], fast: Callable[[Any], T]) -> Callable[[Any], 
     return structure_one
 
 
-# Leaves first: each class's fast function calls those of the classes it holds directly, so a
-# customer falls back to cattrs as a whole, which then calls the nested hooks below.
 _FAST: dict[type, Callable[[Any], Any]] = {}
 _HOOKS: dict[type, Callable[[Any], Any]] = {}
-for _model in (
-    LastOrder,
-    OutstandingAmount,
-    PurchaseAmount,
-    Invoice,
-    Contact,
-    Address,
-    Agent,
-    Customer,
-):
-    _FAST[_model] = _fastpath.build(_model, _FAST)
-    _HOOKS[_model] = _fast_or_thorough(_model, _FAST[_model])
-    converter.register_structure_hook(_model, lambda data, _, one=_HOOKS[_model]: one(data))
+
+
+def _fast(cl: type) -> Callable[[Any], Any]:
+    """``cl``'s generated function, built after those of the classes it holds (leaves first),
+    each of which also gets its converter hook, so that cattrs's thorough path uses them."""
+    if cl not in _FAST:
+        for nested in _fastpath.held_classes(cl):
+            structure_hook(nested)
+        _FAST[cl] = _fastpath.build(cl, _FAST)
+    return _FAST[cl]
+
+
+def _is_response_model(cl: Any) -> bool:
+    return (
+        isinstance(cl, type)
+        and attrs.has(cl)
+        and cl.__module__.startswith("uphance_async.")
+        and cl not in _WIRE_NAMES
+    )
+
+
+def _response_model_hook(cl: type) -> Callable[[Any, Any], Any]:
+    hook: Callable[[Any], Any] = structure_hook(cl)
+    return lambda data, _: hook(data)
+
+
+# Any attrs class of this package met while structuring gets the fast path, on first use: a new
+# model needs no line here.
+converter.register_structure_hook_factory(_is_response_model, _response_model_hook)
 
 
 def body(value: Any) -> dict[str, Any]:
@@ -217,11 +219,14 @@ def structure(data: Any, cl: type[T], path: str = "$") -> T:
 
 
 def structure_hook(cl: type[T]) -> Callable[[Any], T]:
-    """The fast one-argument structuring function of response model ``cl``, for hot loops.
+    """The fast one-argument structuring function of response model ``cl``, for hot loops:
+    the generated fast path, and cattrs for anything unusual (built on first use).
 
     Its failures are cattrs errors; pass them to :func:`validation_error`.
     """
-    hook: Callable[[Any], T] = _HOOKS[cl]
+    hook: Callable[[Any], T] | None = _HOOKS.get(cl)
+    if hook is None:
+        hook = _HOOKS[cl] = _fast_or_thorough(cl, _fast(cl))
     return hook
 
 
@@ -234,4 +239,4 @@ def validation_error(exc: BaseException, cl: type, path: str) -> ResponseValidat
     where = first.rsplit(" @ ", 1)[-1] if " @ " in first else path
     name = cl.__name__ if attrs.has(cl) else repr(cl)
     more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
-    return ResponseValidationError(f"cannot read {name}: {first}{more}", path=where)
+    return ResponseValidationError(f"cannot read {name}: {first}{more}", json_path=where)

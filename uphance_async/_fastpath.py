@@ -10,6 +10,7 @@ and names the JSON path of whatever is wrong. Both give equal results where both
 
 from __future__ import annotations
 
+import linecache
 import typing
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -42,6 +43,18 @@ def _optional(hint: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return hint
+
+
+def held_classes(cl: type) -> list[type]:
+    """The attrs classes that fields of ``cl`` hold, alone or in a tuple."""
+    found = []
+    for hint in typing.get_type_hints(cl).values():
+        kind = _optional(hint)
+        if typing.get_origin(kind) is tuple:
+            kind = typing.get_args(kind)[0]
+        if isinstance(kind, type) and attrs.has(kind):
+            found.append(kind)
+    return found
 
 
 def build(cl: type, known: dict[type, Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -92,6 +105,10 @@ def build(cl: type, known: dict[type, Callable[[Any], Any]]) -> Callable[[Any], 
             # A type this generator does not know: always take the thorough path.
             lines.append("    raise U")
     lines.append(f"    return cl({', '.join(args)})")
-    exec(compile("\n".join(lines), f"<fast structure {cl.__name__}>", "exec"), names)
+    source = "\n".join(lines) + "\n"
+    filename = f"<fast structure {cl.__module__}.{cl.__qualname__}>"
+    # Registered so that tracebacks and debuggers show the generated lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), names)
     function: Callable[[Any], Any] = names["fast"]
     return function

@@ -1,13 +1,16 @@
-"""One request: authorization, the limiter, retries, error mapping and JSON decoding.
+"""One request: authorization, the limiter, retries, error mapping and decoding.
 
-The protocol parts (error mapping, message extraction, path encoding) are plain functions; the
-I/O is :meth:`Transport.request`. Nothing here knows about customers.
+The protocol parts (error mapping, message extraction, path encoding, decoding) are plain
+functions; the I/O is :meth:`Transport.request`. Every retry of the library happens here, an
+unreadable body's included: a caller passes the pure function that reads the body, and what it
+refuses is retried like a failed attempt. Nothing here knows about customers or pages.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, Final
@@ -20,6 +23,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._auth import Auth
+from ._events import Observer, RequestEvent, call_hook
 from ._ratelimit import Limiter
 from ._redact import redact, redact_headers
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
@@ -29,6 +33,7 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -37,9 +42,18 @@ from .errors import (
     ServerError,
     UnprocessableEntityError,
 )
-from .pagination import Observer
 
-__all__ = ["Transport", "UseAuth", "error_message", "path_of", "status_error"]
+__all__ = [
+    "Decode",
+    "Transport",
+    "UseAuth",
+    "decode_json",
+    "error_message",
+    "json_like",
+    "keep_bytes",
+    "path_of",
+    "status_error",
+]
 
 logger = logging.getLogger("uphance_async")
 
@@ -147,7 +161,7 @@ def status_error(
     fields: dict[str, Any] = {
         "status": status,
         "method": method,
-        "path": path,
+        "url_path": path,
         "body": redact(body[:_PREFIX].decode("utf-8", "replace"), secrets)[:_EXCERPT],
         "headers": headers,
         "request_id": headers.get("X-Request-Id"),
@@ -158,6 +172,45 @@ def status_error(
         )
     kind = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else APIStatusError)
     return kind(reason, **fields)
+
+
+Decode = Callable[[bytes], Any]
+"""Reads a successful answer's body; raises :class:`ResponseValidationError` to have it retried."""
+
+
+def decode_json(body: bytes) -> Any:
+    """The decoded JSON of ``body`` (``None`` for an empty body)."""
+    if not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise _not_json(body) from None
+
+
+_JSON_ENDS = {b"{": b"}", b"[": b"]", b'"': b'"'}
+_JSON_STARTS = frozenset(b'{["-0123456789tfn')
+
+
+def json_like(body: bytes) -> bytes:
+    """``body`` itself when it looks like JSON, to be decoded later.
+
+    A few byte comparisons catch what servers send instead of JSON (an HTML or text page, an
+    empty or cut-off body) without paying for decoding twice.
+    """
+    text = body.strip()
+    if text and text[0] in _JSON_STARTS and _JSON_ENDS.get(text[:1], text[-1:]) == text[-1:]:
+        return body
+    raise _not_json(body)
+
+
+def keep_bytes(body: bytes) -> bytes:
+    """``body`` as it came: any successful answer is accepted."""
+    return body
+
+
+def _not_json(body: bytes) -> ResponseValidationError:
+    return ResponseValidationError(f"the answer is not JSON: {error_message(body)[:80]!r}")
 
 
 class UseAuth(Enum):
@@ -174,17 +227,22 @@ class _Retryable(Exception):
         error: Exception,
         *,
         sent: bool,
+        status: int | None = None,
         retry_after: float | None = None,
         cause: BaseException | None = None,
     ) -> None:
         self.error = error
         self.sent = sent
+        self.status = status
         self.retry_after = retry_after
         self.cause = cause
 
 
 class Transport:
-    """Sends requests for one client. ``session`` is called for the live aiohttp session."""
+    """Sends requests for one client. ``session`` is called for the live aiohttp session.
+
+    ``on_request`` is the application's hook, told of every attempt (see :class:`RequestEvent`).
+    """
 
     def __init__(
         self,
@@ -197,15 +255,38 @@ class Transport:
         timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str],
         max_response_bytes: int,
+        on_request: Observer | None = None,
     ) -> None:
         self._base = str(base_url).rstrip("/")
         self._session = session
         self._auth = auth
         self.limiter = limiter
         self.retry = retry
-        self._timeout = timeout
+        self.timeout = timeout
         self._headers = dict(headers)
-        self._max_bytes = max_response_bytes
+        self.max_response_bytes = max_response_bytes
+        self._on_request = on_request
+
+    def derive(
+        self,
+        *,
+        session: Callable[[], aiohttp.ClientSession],
+        retry: RetryPolicy,
+        timeout: aiohttp.ClientTimeout,
+        max_response_bytes: int,
+    ) -> Transport:
+        """A transport with the same auth, limiter, headers and hook, and these settings."""
+        return Transport(
+            base_url=URL(self._base),
+            session=session,
+            auth=self._auth,
+            limiter=self.limiter,
+            retry=retry,
+            timeout=timeout,
+            headers=self._headers,
+            max_response_bytes=max_response_bytes,
+            on_request=self._on_request,
+        )
 
     async def request(
         self,
@@ -215,29 +296,35 @@ class Transport:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         observer: Observer | None = None,
-        raw: bool = False,
+        decode: Decode = decode_json,
         authorization: str | UseAuth | None = UseAuth.CLIENT,
     ) -> Any:
-        """Send one request, with retries; the decoded JSON answer (``None`` for an empty body).
+        """Send one request, with retries; what ``decode`` makes of the successful answer's body
+        (the decoded JSON by default).
 
-        With ``raw=True`` the undecoded body is returned and whether it is JSON is not checked.
         ``authorization`` overrides the client's auth: a header value, or ``None`` for none;
-        a 401 is then not answered by renewing the client's token.
+        a 401 is then not answered by renewing the client's token. ``observer`` is told of each
+        attempt, like the client's ``on_request`` hook.
         """
         url = URL(self._base + path, encoded=True)
         data = orjson.dumps(json) if json is not None else None
-        attempt = 0
+        attempt = 0  # every HTTP attempt, for the events
+        tries = 0  # those that count against the retry policy (a token renewal does not)
         renewed = False
         while True:
             attempt += 1
+            tries += 1
             header = (
                 await self._auth.authorization()
                 if isinstance(authorization, UseAuth)
                 else authorization
             )
+            started = time.perf_counter()
             try:
-                return await self._attempt(method, url, path, params, data, header, raw)
-            except AuthenticationError:
+                status, value = await self._attempt(method, url, path, params, data, header)
+                decoded = self._decoded(decode, value, method, path, status)
+            except AuthenticationError as error:
+                self._tell(observer, method, path, started, attempt, error.status, error)
                 if (
                     renewed
                     or header is None
@@ -246,29 +333,73 @@ class Transport:
                 ):
                     raise
                 renewed = True
-                attempt -= 1
+                tries -= 1
+                continue
+            except APIStatusError as error:
+                self._tell(observer, method, path, started, attempt, error.status, error)
+                raise
             except _Retryable as failure:
-                retriable = method in IDEMPOTENT_METHODS or not failure.sent
-                if isinstance(failure.error, RateLimitError):
-                    retriable = self.retry.should_retry_status(method, 429)
-                    if observer is not None:
-                        observer("throttled")
-                if not retriable or attempt >= self.retry.max_attempts:
-                    # The cause (a DNS or TLS failure, say) stays visible in tracebacks.
-                    raise failure.error from failure.cause
-                wait = self.retry.delay(attempt, failure.retry_after)
-                logger.warning(
-                    "%s %s failed (%s); retry %d of %d in %.2f s",
-                    method,
-                    path,
-                    failure.error,
-                    attempt,
-                    self.retry.max_attempts - 1,
-                    wait,
-                )
-                if observer is not None:
-                    observer("retry")
-                await anyio.sleep(wait)
+                self._tell(observer, method, path, started, attempt, failure.status, failure.error)
+                await self._before_retry(method, path, tries, failure)
+                continue
+            except ClientClosedError:
+                raise
+            except Exception as error:
+                self._tell(observer, method, path, started, attempt, None, error)
+                raise
+            self._tell(observer, method, path, started, attempt, status, None)
+            return decoded
+
+    def _decoded(self, decode: Decode, body: bytes, method: str, path: str, status: int) -> Any:
+        try:
+            return decode(body)
+        except ResponseValidationError as error:
+            error.method, error.url_path = method, path
+            error.args = (self._redact(f"{method} {path} answered {status}: {error}"),)
+            raise _Retryable(error, sent=True, status=status) from None
+
+    async def _before_retry(self, method: str, path: str, tries: int, failure: _Retryable) -> None:
+        """Raise ``failure``'s error when it may not be retried; otherwise wait for the retry."""
+        retriable = method in IDEMPOTENT_METHODS or not failure.sent
+        if isinstance(failure.error, RateLimitError):
+            retriable = self.retry.should_retry_status(method, 429)
+        if not retriable or tries >= self.retry.max_attempts:
+            # The cause (a DNS or TLS failure, say) stays visible in tracebacks.
+            raise failure.error from failure.cause
+        wait = self.retry.delay(tries, failure.retry_after)
+        logger.warning(
+            "%s %s failed (%s); retry %d of %d in %.2f s",
+            method,
+            path,
+            failure.error,
+            tries,
+            self.retry.max_attempts - 1,
+            wait,
+        )
+        await anyio.sleep(wait)
+
+    def _tell(
+        self,
+        observer: Observer | None,
+        method: str,
+        path: str,
+        started: float,
+        attempt: int,
+        status: int | None,
+        error: BaseException | None,
+    ) -> None:
+        event = RequestEvent(
+            method=method,
+            url_path=path,
+            status=status,
+            error=error,
+            elapsed=time.perf_counter() - started,
+            attempt=attempt,
+            throttled=status == 429,
+        )
+        if observer is not None:
+            observer(event)
+        call_hook(self._on_request, event)
 
     async def _attempt(
         self,
@@ -278,8 +409,7 @@ class Transport:
         params: Mapping[str, str] | None,
         data: bytes | None,
         authorization: str | None,
-        raw: bool,
-    ) -> Any:
+    ) -> tuple[int, bytes]:
         headers = dict(self._headers)
         if authorization is not None:
             headers["Authorization"] = authorization
@@ -294,7 +424,7 @@ class Transport:
                     params=params,
                     data=data,
                     headers=headers,
-                    timeout=self._timeout,
+                    timeout=self.timeout,
                     allow_redirects=False,
                 ) as response:
                     sent = True
@@ -303,61 +433,45 @@ class Transport:
                     response_headers: CIMultiDictProxy[str] = response.headers
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise _Retryable(
-                    APITimeoutError(f"{method} {path} timed out"),
+                    APITimeoutError(f"{method} {path} timed out", method=method, url_path=path),
                     sent=sent or _sent(exc),
                     cause=exc,
                 ) from None
             except aiohttp.ClientConnectorError as exc:
                 text = self._redact(f"{method} {path}: cannot connect ({exc.os_error})")
-                raise _Retryable(APIConnectionError(text), sent=False, cause=exc) from None
+                error = APIConnectionError(text, method=method, url_path=path)
+                raise _Retryable(error, sent=False, cause=exc) from None
             except aiohttp.ClientError as exc:
                 text = self._redact(f"{method} {path}: {type(exc).__name__}: {exc}")
                 # A ClientResponseError holds the request's headers: never chain it.
                 cause = None if isinstance(exc, aiohttp.ClientResponseError) else exc
-                raise _Retryable(APIConnectionError(text), sent=True, cause=cause) from None
+                error = APIConnectionError(text, method=method, url_path=path)
+                raise _Retryable(error, sent=True, cause=cause) from None
         logger.debug("%s %s -> %d (%d bytes)", method, path, status, len(body))
-        secrets = self._auth.secrets()
-        if status == 429:
-            error = status_error(status, method, path, body, response_headers, secrets)
-            assert isinstance(error, RateLimitError)
+        if status < 300:
+            return status, body
+        failed = status_error(status, method, path, body, response_headers, self._auth.secrets())
+        if isinstance(failed, RateLimitError):
             retry_after = (
                 None
-                if error.retry_after is None
-                else min(error.retry_after, self.retry.max_retry_after)
+                if failed.retry_after is None
+                else min(failed.retry_after, self.retry.max_retry_after)
             )
             self.limiter.throttled(sent_at, retry_after)
-            raise _Retryable(error, sent=False, retry_after=retry_after)
-        if status >= 300:
-            error = status_error(status, method, path, body, response_headers, secrets)
-            if self.retry.should_retry_status(method, status):
-                raise _Retryable(error, sent=True)
-            raise error
-        if raw:
-            return body
-        if not body.strip():
-            return None
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            excerpt = redact(error_message(body), secrets)[:80]
-            raise _Retryable(
-                ResponseValidationError(
-                    f"{method} {path} answered {status} with a body that is not JSON: {excerpt!r}",
-                    method=method,
-                    url_path=path,
-                ),
-                sent=True,
-            ) from None
+            raise _Retryable(failed, sent=False, status=status, retry_after=retry_after)
+        if self.retry.should_retry_status(method, status):
+            raise _Retryable(failed, sent=True, status=status)
+        raise failed
 
     async def _read(self, response: aiohttp.ClientResponse, method: str, path: str) -> bytes:
         declared = response.content_length
-        if declared is not None and declared > self._max_bytes:
+        if declared is not None and declared > self.max_response_bytes:
             raise self._too_large(method, path)
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_any():
             size += len(chunk)
-            if size > self._max_bytes:
+            if size > self.max_response_bytes:
                 raise self._too_large(method, path)
             chunks.append(chunk)
         return b"".join(chunks)
@@ -367,7 +481,7 @@ class Transport:
 
     def _too_large(self, method: str, path: str) -> ResponseTooLargeError:
         return ResponseTooLargeError(
-            f"{method} {path}: the answer exceeds max_response_bytes={self._max_bytes}",
+            f"{method} {path}: the answer exceeds max_response_bytes={self.max_response_bytes}",
             method=method,
             url_path=path,
         )

@@ -33,7 +33,7 @@ from ._export import ExportError, OutputStateError, export
 from ._retry import RetryPolicy
 from ._validate import is_email
 from ._version import __version__
-from .client import DEFAULT_BASE_URL, UphanceClient
+from .client import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, UphanceClient
 from .errors import UphanceError
 from .pagination import StreamStats
 from .resources.customers import STATUSES, query_filters
@@ -271,7 +271,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     tuning = argparse.ArgumentParser(add_help=False)
-    tuning.add_argument("--concurrency", type=_positive, default=8, help="pages at once (8)")
+    tuning.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=DEFAULT_CONCURRENCY,
+        help=f"pages at once ({DEFAULT_CONCURRENCY})",
+    )
     tuning.add_argument(
         "--rate-limit", type=_rate, help="requests per second (adapts to the server if unset)"
     )

@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import weakref
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+import attrs
 from yarl import URL
 
 from ._auth import Auth, Credentials, PasswordAuth, StaticToken, TokenStore
+from ._events import Observer
 from ._ratelimit import Limiter
 from ._retry import RetryPolicy
-from ._transport import Transport, error_message
+from ._transport import Transport
 from ._validate import positive_int
 from ._version import __version__
-from .errors import APIStatusError, AuthenticationError, ClientClosedError, ServerError
+from .errors import ClientClosedError
 from .models import Organisation
-from .pagination import PageStream
+from .pagination import Checkpoint, PageStream, StreamRegistry
+from .resources._lists import ListEndpoint, Record
 from .resources.customers import CustomersAPI
 from .resources.organisations import OrganisationsAPI
 
-__all__ = ["DEFAULT_BASE_URL", "UphanceClient"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_CONCURRENCY", "UphanceClient"]
 
 DEFAULT_BASE_URL = "https://api.uphance.com"
+DEFAULT_CONCURRENCY = 8
+"""Pages a stream fetches at once unless told otherwise."""
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_PATH = re.compile(r"/[^?#\s\x00-\x1f\x7f]*")
 USER_AGENT = f"uphance-async/{__version__} aiohttp/{aiohttp.__version__}"
 
 
@@ -52,6 +62,76 @@ def _base_url(value: str | URL, allow_insecure: bool) -> URL:
     return url
 
 
+def _checked_seconds(name: str, seconds: object) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
+    if seconds == float("inf"):
+        raise ValueError(f"{name} must be finite")
+    return float(seconds)
+
+
+def _checked_max_bytes(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise ValueError(f"max_response_bytes must be an int >= 1024, not {value!r}")
+    return value
+
+
+def _user_path(path: object) -> str:
+    """A path given to :meth:`UphanceClient.request`: absolute, no query, no ``..``."""
+    if not isinstance(path, str) or not _PATH.fullmatch(path) or path.startswith("//"):
+        raise ValueError(
+            f"path must start with / and have no query, fragment, space or control "
+            f"character (pass params= for the query), not {path!r}"
+        )
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise ValueError(f"path must not contain . or .. segments, not {path!r}")
+    return quote(path, safe="/-._~!$&'()*+,;=:@%")
+
+
+def _query(params: Mapping[str, Any] | None) -> dict[str, str]:
+    """Query parameters as strings (``True`` is ``"true"``); ``None`` values are left out."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping, not {type(params).__name__}")
+    query = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif not isinstance(value, str | int | float):
+            raise TypeError(f"params[{name!r}] must be a str, int, float or bool, not {value!r}")
+        query[str(name)] = str(value)
+    return query
+
+
+@attrs.define(eq=False)
+class _Shared:
+    """What a client and every view of it made by ``with_options`` share."""
+
+    timeout: aiohttp.ClientTimeout
+    max_in_flight: int
+    given_session: aiohttp.ClientSession | None
+    session: aiohttp.ClientSession | None = None
+    closed: bool = False
+    streams: StreamRegistry = attrs.Factory(StreamRegistry)
+    views: weakref.WeakSet[StreamRegistry] = attrs.Factory(weakref.WeakSet)
+
+    def live_session(self) -> aiohttp.ClientSession:
+        if self.closed:
+            raise ClientClosedError("this UphanceClient is closed")
+        if self.session is None:
+            # Created here, inside the running loop, on the first request or in __aenter__.
+            self.session = aiohttp.ClientSession(
+                timeout=self.timeout,
+                connector=aiohttp.TCPConnector(limit=self.max_in_flight),
+            )
+        if self.session.closed:
+            raise ClientClosedError("the aiohttp session given to UphanceClient is closed")
+        return self.session
+
+
 class UphanceClient:
     """An async client for the Uphance API. Use it as ``async with UphanceClient(token=...)``.
 
@@ -62,12 +142,13 @@ class UphanceClient:
     One client holds one aiohttp session, one limiter (at most ``max_in_flight`` requests at once;
     ``rate_limit`` requests per second when given, else a rate that adapts to the server's 429s)
     and one :class:`RetryPolicy`; share it across the whole application rather than making one
-    per request. ``concurrency`` is how many pages a customer stream fetches at once by default.
+    per request. ``concurrency`` is how many pages a stream fetches at once by default.
 
     Pass ``session=`` to use your own ``aiohttp.ClientSession``; the client then never closes
     it. ``timeout`` bounds a whole request, ``connect_timeout`` the connection, in seconds.
     Answers larger than ``max_response_bytes`` raise :class:`ResponseTooLargeError`. Redirects
-    are not followed: a 3xx answer raises :class:`APIStatusError`.
+    are not followed: a 3xx answer raises :class:`APIStatusError`. ``on_request`` is called with
+    a :class:`RequestEvent` after every HTTP attempt (token requests included), for metrics.
     """
 
     def __init__(
@@ -81,7 +162,7 @@ class UphanceClient:
         token_store: TokenStore | None = None,
         base_url: str | URL = DEFAULT_BASE_URL,
         session: aiohttp.ClientSession | None = None,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         max_in_flight: int = 16,
         rate_limit: float | None = None,
         retry: RetryPolicy | None = None,
@@ -90,6 +171,7 @@ class UphanceClient:
         max_response_bytes: int = 8 * 1024 * 1024,
         user_agent: str | None = None,
         allow_insecure: bool = False,
+        on_request: Observer | None = None,
     ) -> None:
         if credentials is None and (email is not None or password is not None):
             if email is None or password is None:
@@ -103,13 +185,12 @@ class UphanceClient:
             raise ValueError("give either token=, or email= and password= (or credentials=)")
         positive_int("concurrency", concurrency)
         positive_int("max_in_flight", max_in_flight)
-        for name, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-            if not isinstance(seconds, int | float) or seconds <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
-        if not isinstance(max_response_bytes, int) or max_response_bytes < 1024:
-            raise ValueError(
-                f"max_response_bytes must be an int >= 1024, not {max_response_bytes!r}"
-            )
+        if on_request is not None and not callable(on_request):
+            raise TypeError("on_request must be callable")
+        timeouts = aiohttp.ClientTimeout(
+            total=_checked_seconds("timeout", timeout),
+            connect=_checked_seconds("connect_timeout", connect_timeout),
+        )
         self.base_url = _base_url(base_url, allow_insecure)
         retry = retry if retry is not None else RetryPolicy()
         self._auth: Auth
@@ -124,35 +205,89 @@ class UphanceClient:
         else:
             assert token is not None
             self._auth = StaticToken(token)
-        self.concurrency = concurrency
-        self._given_session = session
-        self._session: aiohttp.ClientSession | None = session
-        self._closed = False
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
-        self._streams: weakref.WeakSet[PageStream[Any]] = weakref.WeakSet()
-        self._transport = Transport(
+        self._shared = _Shared(timeout=timeouts, max_in_flight=max_in_flight, given_session=session)
+        self._shared.session = session
+        transport = Transport(
             base_url=self.base_url,
             session=self._live_session,
             auth=self._auth,
             limiter=Limiter(max_in_flight, rate_limit),
             retry=retry,
-            timeout=self._timeout,
+            timeout=timeouts,
             headers={"Accept": "application/json", "User-Agent": user_agent or USER_AGENT},
-            max_response_bytes=max_response_bytes,
+            max_response_bytes=_checked_max_bytes(max_response_bytes),
+            on_request=on_request,
         )
+        self._attach(transport, concurrency, self._shared.streams)
+
+    def _attach(self, transport: Transport, concurrency: int, registry: StreamRegistry) -> None:
+        """Give this client (or view) its transport, streams and the resources on them."""
+        self._closed = False
+        self.concurrency = concurrency
+        self._transport = transport
+        self._registry = registry
         self.customers = CustomersAPI(
-            self._transport, concurrency=lambda: self.concurrency, on_stream=self._streams.add
+            transport, concurrency=lambda: self.concurrency, registry=self._registry
         )
-        self._organisations = OrganisationsAPI(self._transport)
+        self._organisations = OrganisationsAPI(transport)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        max_response_bytes: int | None = None,
+        concurrency: int | None = None,
+    ) -> UphanceClient:
+        """A view of this client with some settings changed for the calls made through it.
+
+        The view shares the session, the limiter, the sign-in and the ``on_request`` hook.
+        Closing the client closes its views; closing a view stops only the view's streams and
+        leaves the client open.
+        """
+        current = self._transport
+        timeouts = aiohttp.ClientTimeout(
+            total=_checked_seconds("timeout", timeout)
+            if timeout is not None
+            else current.timeout.total,
+            connect=_checked_seconds("connect_timeout", connect_timeout)
+            if connect_timeout is not None
+            else current.timeout.connect,
+        )
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        view = object.__new__(UphanceClient)
+        view.base_url = self.base_url
+        view._auth = self._auth
+        view._shared = self._shared
+        transport = current.derive(
+            session=view._live_session,
+            retry=retry if retry is not None else current.retry,
+            timeout=timeouts,
+            max_response_bytes=_checked_max_bytes(max_response_bytes)
+            if max_response_bytes is not None
+            else current.max_response_bytes,
+        )
+        registry = StreamRegistry()
+        self._shared.views.add(registry)
+        view._attach(
+            transport,
+            positive_int("concurrency", concurrency)
+            if concurrency is not None
+            else self.concurrency,
+            registry,
+        )
+        return view
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self.closed else "open"
         return f"<UphanceClient {str(self.base_url)!r} {state}>"
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
-        return self._closed
+        """Whether :meth:`aclose` was called (on this client, or on the one it is a view of)."""
+        return self._closed or self._shared.closed
 
     @property
     def rate_limit(self) -> float | None:
@@ -161,16 +296,64 @@ class UphanceClient:
 
     def _live_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise ClientClosedError("this UphanceClient is closed")
-        if self._session is None:
-            # Created here, inside the running loop, on the first request or in __aenter__.
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._transport.limiter.max_in_flight),
-            )
-        if self._session.closed:
-            raise ClientClosedError("the aiohttp session given to UphanceClient is closed")
-        return self._session
+            raise ClientClosedError("this view of an UphanceClient is closed")
+        return self._shared.live_session()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Any endpoint, e.g. ``await client.request("GET", "/invoices/12")``: the decoded JSON
+        answer (``None`` for an empty one).
+
+        It goes through the same sign-in, limiter, retries (a POST only when the server
+        provably did not act on it), size cap and error mapping as every other call. ``path``
+        starts with ``/``; the query goes in ``params``.
+        """
+        if not isinstance(method, str) or method.upper() not in _METHODS:
+            raise ValueError(f"method must be one of {', '.join(sorted(_METHODS))}, not {method!r}")
+        return await self._transport.request(
+            method.upper(), _user_path(path), params=_query(params) or None, json=json
+        )
+
+    def paginate(
+        self,
+        path: str,
+        *,
+        key: str,
+        params: Mapping[str, Any] | None = None,
+        concurrency: int | None = None,
+        start_page: int = 1,
+        stop_page: int | None = None,
+        ordered: bool = True,
+        resume: Checkpoint | None = None,
+    ) -> PageStream[Record]:
+        """Every record of any paginated list, e.g. ``client.paginate("/invoices",
+        key="invoices", params={"since_id": 1000})``, as the JSON objects it came as.
+
+        The same engine as ``customers.stream()``: pages fetched concurrently and handed out in
+        order (``ordered=False``: as they come), bounded memory, records deduplicated on
+        ``"id"``, ``.stats``, ``.checkpoint`` and ``resume=``.
+        """
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be the name of the list in the answer, not {key!r}")
+        endpoint: ListEndpoint[Record] = ListEndpoint(_user_path(path), key)
+        return endpoint.stream(
+            self._transport,
+            _query(params),
+            concurrency=self.concurrency if concurrency is None else concurrency,
+            start_page=start_page,
+            stop_page=stop_page,
+            ordered=ordered,
+            resume=resume,
+            raw=True,
+            registry=self._registry,
+            filters_given=params is not None,
+        )
 
     async def organisations(self) -> tuple[Organisation, ...]:
         """``GET /organisations``: the organisations the signed-in user belongs to."""
@@ -189,26 +372,8 @@ class UphanceClient:
         await self._organisations.select(organisation_id, authorization=authorization)
 
     async def _request_token(self, body: dict[str, Any]) -> Any:
-        """``POST /oauth/token`` without authorization; refusals become AuthenticationError."""
-        try:
-            return await self._transport.request(
-                "POST", "/oauth/token", json=body, authorization=None
-            )
-        except APIStatusError as error:
-            if isinstance(error, ServerError) or error.status == 429:
-                raise
-            detail = error_message(error.body.encode())
-            for secret in (body.get("password"), body.get("refresh_token")):
-                if secret:
-                    detail = detail.replace(secret, "<redacted>")
-            raise AuthenticationError(
-                f"sign-in refused (HTTP {error.status})" + (f": {detail}" if detail else ""),
-                status=error.status,
-                method="POST",
-                path="/oauth/token",
-                headers=error.headers,
-                request_id=error.request_id,
-            ) from None
+        """``POST /oauth/token`` without authorization."""
+        return await self._transport.request("POST", "/oauth/token", json=body, authorization=None)
 
     async def __aenter__(self) -> UphanceClient:
         self._live_session()
@@ -218,12 +383,20 @@ class UphanceClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop every open stream and close the session (unless it was given). Idempotent."""
-        if self._closed:
+        """Stop every open stream and close the session (unless it was given). Idempotent.
+
+        On a view made by :meth:`with_options`, stops the view's streams only.
+        """
+        if self._closed or self._shared.closed:
             return
         self._closed = True
-        for stream in list(self._streams):
-            await stream._shutdown(ClientClosedError("the UphanceClient of this stream was closed"))
-        session, self._session = self._session, None
-        if session is not None and session is not self._given_session:
+        reason = ClientClosedError("the UphanceClient of this stream was closed")
+        if self._registry is not self._shared.streams:
+            await self._registry.close_all(reason)
+            return
+        self._shared.closed = True
+        for registry in [self._shared.streams, *self._shared.views]:
+            await registry.close_all(reason)
+        session, self._shared.session = self._shared.session, None
+        if session is not None and session is not self._shared.given_session:
             await session.close()

@@ -19,13 +19,19 @@ Every error is an :class:`UphanceError`::
     │   └── PaginationError          the pages never end (or cannot be followed)
     └── RecordEncodingError          an export cannot write a record the server sent
 
-No message, ``str()`` or ``repr()`` of these carries a token or a password.
+Every error has ``method`` and ``url_path`` (the request's, when there was one), ``json_path``
+(where in an answer, for the errors about its content) and ``checkpoint`` (where to resume, for
+an error that ended a stream). No message, ``str()`` or ``repr()`` of these carries a token or a
+password.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .pagination import Checkpoint
 
 __all__ = [
     "APIConnectionError",
@@ -50,11 +56,16 @@ __all__ = [
 class UphanceError(Exception):
     """Base of every exception raised by uphance-async.
 
-    ``checkpoint`` is set when the error ends a customer stream: pass it to
-    ``client.customers.stream(resume=...)`` to carry on after the last page fully yielded.
+    ``checkpoint`` is set when the error ends a stream: pass it to ``stream(resume=...)`` to
+    carry on after the last page fully yielded. ``method`` and ``url_path`` name the request
+    (empty when there was none), ``json_path`` the place in the answer (``None`` when the error
+    is not about an answer's content).
     """
 
-    checkpoint: Any = None
+    checkpoint: Checkpoint | None = None
+    method: str = ""
+    url_path: str = ""
+    json_path: str | None = None
 
 
 class ClientClosedError(UphanceError, RuntimeError):
@@ -74,7 +85,7 @@ class APIStatusError(UphanceError):
         *,
         status: int,
         method: str,
-        path: str,
+        url_path: str,
         body: str = "",
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
@@ -83,14 +94,19 @@ class APIStatusError(UphanceError):
         self.message = message
         self.status = status
         self.method = method
-        self.path = path
+        self.url_path = url_path
         self.body = body
         self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.request_id = request_id
 
+    @property
+    def path(self) -> str:
+        """``url_path``, by the name earlier versions used."""
+        return self.url_path
+
     def __repr__(self) -> str:
         name = type(self).__name__
-        return f"{name}(status={self.status}, method={self.method!r}, path={self.path!r})"
+        return f"{name}(status={self.status}, method={self.method!r}, url_path={self.url_path!r})"
 
 
 class BadRequestError(APIStatusError):
@@ -128,21 +144,34 @@ class ServerError(APIStatusError):
 class APIConnectionError(UphanceError):
     """The request got no answer: refused, reset, DNS failure, or a body cut off mid-way."""
 
+    def __init__(self, message: str, *, method: str = "", url_path: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.url_path = url_path
+
 
 class APITimeoutError(APIConnectionError):
     """The request timed out (connecting or waiting for the answer)."""
 
 
 class ResponseValidationError(UphanceError):
-    """The answer is not JSON, or not of the expected shape; ``path`` names where (``$.a[0].b``)."""
+    """The answer is not JSON, or not of the expected shape; ``json_path`` names where
+    (``$.customers[3].invoices[0].subtotal``)."""
+
+    json_path: str
 
     def __init__(
-        self, message: str, *, path: str = "$", method: str = "", url_path: str = ""
+        self, message: str, *, json_path: str = "$", method: str = "", url_path: str = ""
     ) -> None:
         super().__init__(message)
-        self.path = path
+        self.json_path = json_path
         self.method = method
         self.url_path = url_path
+
+    @property
+    def path(self) -> str:
+        """``json_path``, by the name earlier versions used."""
+        return self.json_path
 
 
 class ResponseTooLargeError(ResponseValidationError):
@@ -164,6 +193,8 @@ class RecordEncodingError(UphanceError):
     The export stops before the record, so a resumed export stops at the same one: the message
     says so, and what to do.
     """
+
+    json_path: str
 
     def __init__(self, message: str, *, record_id: Any, json_path: str) -> None:
         super().__init__(message)

@@ -16,20 +16,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+import weakref
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._events import Observer, RequestEvent
 from ._validate import positive_int
 from .errors import PaginationError, UphanceError
 
-__all__ = ["Checkpoint", "Page", "PageMeta", "PageSource", "PageStream", "StreamStats"]
+__all__ = [
+    "Checkpoint",
+    "Page",
+    "PageMeta",
+    "PageSource",
+    "PageStream",
+    "StreamRegistry",
+    "StreamStats",
+    "id_key",
+]
 
 T = TypeVar("T")
 
@@ -58,7 +70,8 @@ class Checkpoint:
     """Where a stream stands: pass it as ``stream(resume=...)`` to carry on after a failure.
 
     ``next_page`` is the first page not yet fully handed out; ``params`` are the stream's query
-    filters, so a resumed stream lists the same thing. It is plain data:
+    filters, so a resumed stream lists the same thing; ``stop_page`` is the last page to read
+    (``None``: to the end), which a resumed stream keeps. It is plain data:
     ``uphance_async.converter.unstructure(checkpoint)`` gives a JSON-ready dict and
     ``converter.structure(data, Checkpoint)`` reads it back.
     """
@@ -66,6 +79,7 @@ class Checkpoint:
     next_page: int
     params: dict[str, str] = attrs.field(factory=dict)
     items_yielded: int = 0
+    stop_page: int | None = None
 
 
 @attrs.define(slots=True)
@@ -101,21 +115,21 @@ class StreamStats:
         if meta.total_count is not None:
             self.total_count = meta.total_count
 
-    def observe(self, event: str) -> None:
-        """Count a transport event (``"retry"`` or ``"throttled"``)."""
-        if event == "retry":
+    def observe(self, event: RequestEvent) -> None:
+        """Count one HTTP attempt of the stream: a retry after the first, a 429."""
+        if event.attempt > 1:
             self.retries += 1
-        elif event == "throttled":
+        if event.throttled:
             self.throttled += 1
 
 
 def id_key(item: Any) -> Hashable:
     """The key a stream dedupes on: the record's ``id``, with ``"7"`` and ``7`` the same record
-    (as they are once structured)."""
-    value = item["id"]
+    (as they are once structured); ``None`` (never deduped) for a record without one."""
+    value = item.get("id") if item.__class__ is dict else None
     if value.__class__ is str and value.isascii() and value.isdigit():
         return int(value)
-    return value  # type: ignore[no-any-return]
+    return value if value.__class__ in (int, str) else None
 
 
 # A page that brings no item not seen before happens when the list changes during a crawl;
@@ -173,7 +187,9 @@ class _SeenKeys:
         return True
 
     def add(self, key: Hashable) -> bool:
-        """Remember ``key``; False when it was already there."""
+        """Remember ``key``; False when it was already there. ``None`` is never a duplicate."""
+        if key is None:
+            return True
         if type(key) is not int or not -(2**63) <= key < 2**63:
             if key in self._others:
                 return False
@@ -200,12 +216,8 @@ class _SeenKeys:
             self._runs.append(array("q", batch))
 
 
-Observer = Callable[[str], None]
-"""Told of transport events: ``"retry"`` before each retry, ``"throttled"`` on each 429."""
-
-
 class PageSource(Protocol):
-    """Where a :class:`PageStream` gets its pages (one implementation per list endpoint).
+    """Where a :class:`PageStream` gets its pages: bytes from the network, and a pure parser.
 
     Pages hold the JSON objects as they came; the stream converts each one (its ``convert``)
     only when it hands it out, so a converted item usually dies before the garbage collector
@@ -213,15 +225,12 @@ class PageSource(Protocol):
     """
 
     async def download(self, number: int, observer: Observer) -> bytes:
-        """The undecoded body of page ``number``; failing statuses already raised or retried."""
+        """The undecoded body of page ``number``, every retry done (a body that is not JSON
+        included); ``observer`` is told of each attempt."""
         ...
 
     def parse(self, body: bytes) -> Page[Any]:
-        """A downloaded body as a page; raises an error if it is not JSON or not a page."""
-        ...
-
-    async def fetch(self, number: int, observer: Observer) -> Page[Any]:
-        """Page ``number``, decoded and checked, with every retry (a non-JSON body included)."""
+        """A downloaded body as a page, with no I/O; raises an error if it is not a page."""
         ...
 
 
@@ -255,7 +264,8 @@ class PageStream(Generic[T]):
         ordered: bool = True,
         params: dict[str, str] | None = None,
         items_yielded: int = 0,
-        on_start: Callable[[PageStream[Any]], None] | None = None,
+        stop_page: int | None = None,
+        registry: StreamRegistry | None = None,
     ) -> None:
         self._receive: MemoryObjectReceiveStream[_Message] | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -263,13 +273,16 @@ class PageStream(Generic[T]):
         self._closed_by: UphanceError | None = None
         positive_int("concurrency", concurrency)
         positive_int("start_page", start_page)
+        if stop_page is not None and positive_int("stop_page", stop_page) < start_page:
+            raise ValueError(f"stop_page {stop_page} comes before the first page, {start_page}")
+        self._stop_page = stop_page
         self._source = source
         self._key = key
         self._convert = convert
         self._concurrency = concurrency
         self._ordered = ordered
         self._params = dict(params or {})
-        self._on_start = on_start
+        self._registry = registry
         self.stats = StreamStats()
         self._base_yielded = items_yielded
         self._seen = _SeenKeys()
@@ -288,6 +301,7 @@ class PageStream(Generic[T]):
             next_page=self._next_page,
             params=dict(self._params),
             items_yielded=self._base_yielded + self.stats.items_yielded,
+            stop_page=self._stop_page,
         )
 
     def __aiter__(self) -> PageStream[T]:
@@ -392,14 +406,15 @@ class PageStream(Generic[T]):
             self._source,
             key=self._key,
             concurrency=self._concurrency,
-            ordered=self._ordered,
             stats=self.stats,
+            stop_page=self._stop_page,
         )
         # The pump must not hold a reference to this stream, so that dropping the stream
         # (leaving an `async for` without `async with`) lets __del__ stop it.
-        self._pump = asyncio.get_running_loop().create_task(pump.run(self._next_page, send))
-        if self._on_start is not None:
-            self._on_start(self)
+        run = pump.in_order if self._ordered else pump.as_ready
+        self._pump = asyncio.get_running_loop().create_task(run(self._next_page, send))
+        if self._registry is not None:
+            self._registry.add(self)
 
     async def aclose(self) -> None:
         """Stop fetching, and wait until every request of this stream has ended.
@@ -434,12 +449,30 @@ class PageStream(Generic[T]):
                 self._pump.cancel()
 
 
-class _Pump:
-    """Runs in its own task: downloads pages within the window, parses and sends them in order.
+class StreamRegistry:
+    """The open streams of one client, so that closing the client stops every one of them."""
 
-    Pages wait as undecoded bytes and are parsed just before they are handed over, which keeps
-    memory small and the decoded data hot in the CPU's caches. A page whose body cannot be
-    parsed is fetched again through the full retry policy before its error counts.
+    def __init__(self) -> None:
+        self._streams: weakref.WeakSet[PageStream[Any]] = weakref.WeakSet()
+
+    def add(self, stream: PageStream[Any]) -> None:
+        """Keep ``stream`` (weakly: a dropped stream stops itself)."""
+        self._streams.add(stream)
+
+    async def close_all(self, reason: UphanceError) -> None:
+        """Stop every stream; iterating one of them then raises ``reason``."""
+        for stream in list(self._streams):
+            await stream._shutdown(reason)
+
+
+class _Pump:
+    """Runs in its own task: downloads pages within the window, parses and sends them.
+
+    :meth:`in_order` sends pages in page order through a small reorder buffer; :meth:`as_ready`
+    sends each as it arrives. Either way at most ``2 * concurrency`` pages are downloading or
+    waiting, as undecoded bytes, and each is parsed just before it is handed over, which keeps
+    memory small and the decoded data hot in the CPU's caches. Retries all happen in the
+    transport; a page that cannot be parsed ends the stream with its error.
     """
 
     def __init__(
@@ -448,111 +481,122 @@ class _Pump:
         *,
         key: Callable[[Any], Hashable],
         concurrency: int,
-        ordered: bool,
         stats: StreamStats,
+        stop_page: int | None,
     ) -> None:
         self._source = source
         self._key = key
         self._heads: set[Hashable] = set()
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._window = 2 * concurrency
-        self._ordered = ordered
         self._stats = stats
         self._most_pages = 0
         self._most_count = 0
         self._page_size = 0
+        # Pages known to exist, and the page after which there are none.
+        self._last = 0
+        self._end = float(stop_page) if stop_page is not None else math.inf
+        self._upcoming = 0
 
-    async def run(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            async with out:
-                await self._run(first, out)
-
-    async def _run(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
-        try:
-            async with self._limiter:
-                page = await self._source.fetch(first, self._stats.observe)
-            self._stats.pages_fetched += 1
-        except Exception as exc:
-            await out.send(_Failure(first, exc))
-            return
-        self._saw(page)
-        await out.send((first, page))
-        following = self._following(first, page)
-        if following is None:
-            return
-        if (too_far := self._too_far(following)) is not None:
-            await out.send(too_far)
-            return
-        last = max(following, page.meta.total_pages or 0)
-        stop_after = float("inf")
-        downloads_in, downloads = anyio.create_memory_object_stream[_Download](self._window)
-        async with downloads_in, downloads, anyio.create_task_group() as group:
-            waiting: dict[int, _Download | None] = {}
-            upcoming = deliver = following
-            while True:
-                while len(waiting) < self._window and upcoming <= min(last, stop_after):
-                    waiting[upcoming] = None
-                    group.start_soon(self._download, upcoming, downloads_in)
-                    upcoming += 1
-                if not waiting:
-                    return
-                download = await downloads.receive()
-                number = download.page if isinstance(download, _Failure) else download[0]
-                waiting[number] = download
-                ready = []
-                if not self._ordered:
-                    ready.append(number)
-                while self._ordered and waiting.get(deliver) is not None:
-                    ready.append(deliver)
+    async def in_order(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
+        """Send every page from ``first`` on, in page order."""
+        async with out:
+            if not await self._hand_over(first, await self._download_now(first), out):
+                return
+            async with self._downloading() as downloads:
+                waiting: dict[int, _Download] = {}
+                deliver = self._upcoming
+                while deliver <= min(self._last, self._end):
+                    self._start_downloads(deliver)
+                    while deliver not in waiting:
+                        download = await downloads.receive()
+                        waiting[_number(download)] = download
+                    if not await self._hand_over(deliver, waiting.pop(deliver), out):
+                        return
                     deliver += 1
-                for done in ready:
-                    result = waiting.pop(done)
-                    if done > stop_after:
-                        continue
-                    message = await self._parse(result)
-                    if not isinstance(message, _Failure):
-                        self._saw(message[1])
-                    await out.send(message)
-                    if isinstance(message, _Failure):
-                        group.cancel_scope.cancel()
-                        return
-                    following = self._following(done, message[1])
-                    if following is None:
-                        stop_after = min(stop_after, done)
-                        continue
-                    if (too_far := self._too_far(following)) is not None:
-                        await out.send(too_far)
-                        group.cancel_scope.cancel()
-                        return
-                    last = max(last, following, message[1].meta.total_pages or 0)
-                if self._ordered and deliver > stop_after:
-                    group.cancel_scope.cancel()
-                    return
 
-    async def _download(self, number: int, downloads: MemoryObjectSendStream[_Download]) -> None:
-        result: _Download
+    async def as_ready(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
+        """Send every page from ``first`` on, each as soon as it is downloaded."""
+        async with out:
+            if not await self._hand_over(first, await self._download_now(first), out):
+                return
+            async with self._downloading() as downloads:
+                pending = 0
+                while True:
+                    pending += self._start_downloads(self._upcoming - pending)
+                    if not pending:
+                        return
+                    download = await downloads.receive()
+                    pending -= 1
+                    number = _number(download)
+                    if number <= self._end and not await self._hand_over(number, download, out):
+                        return
+
+    @contextlib.asynccontextmanager
+    async def _downloading(self) -> AsyncIterator[MemoryObjectReceiveStream[_Download]]:
+        """Where the downloads started by :meth:`_start_downloads` arrive; leaving stops them."""
+        self._downloads_in, downloads = anyio.create_memory_object_stream[_Download](self._window)
+        async with self._downloads_in, downloads, anyio.create_task_group() as group:
+            self._group = group
+            try:
+                yield downloads
+            finally:
+                group.cancel_scope.cancel()
+
+    def _start_downloads(self, oldest: int) -> int:
+        """Start downloads while the window (pages from ``oldest`` on) has room and pages are
+        known to exist; how many were started."""
+        started = 0
+        while self._upcoming - oldest < self._window and self._upcoming <= min(
+            self._last, self._end
+        ):
+            self._group.start_soon(self._download, self._upcoming)
+            self._upcoming += 1
+            started += 1
+        return started
+
+    async def _download_now(self, number: int) -> _Download:
         try:
             async with self._limiter:
-                result = (number, await self._source.download(number, self._stats.observe))
-            self._stats.pages_fetched += 1
-        except Exception as exc:
-            result = _Failure(number, exc)
-        await downloads.send(result)
-
-    async def _parse(self, download: _Download | None) -> _Message:
-        assert download is not None
-        if isinstance(download, _Failure):
-            return download
-        number, body = download
-        try:
-            return number, self._source.parse(body)
-        except Exception:
-            self._stats.observe("retry")
-        try:
-            async with self._limiter:
-                return number, await self._source.fetch(number, self._stats.observe)
+                body = await self._source.download(number, self._stats.observe)
         except Exception as exc:
             return _Failure(number, exc)
+        self._stats.pages_fetched += 1
+        return number, body
+
+    async def _download(self, number: int) -> None:
+        await self._downloads_in.send(await self._download_now(number))
+
+    async def _hand_over(
+        self, number: int, download: _Download, out: MemoryObjectSendStream[_Message]
+    ) -> bool:
+        """Parse and send one page, and learn from it which pages follow; False when that
+        was the last message (a failure, or nobody listens any more)."""
+        message: _Message
+        if isinstance(download, _Failure):
+            message = download
+        else:
+            try:
+                message = number, self._source.parse(download[1])
+            except Exception as exc:
+                message = _Failure(number, exc)
+        if isinstance(message, _Failure):
+            await _send(out, message)
+            return False
+        page = message[1]
+        self._saw(page)
+        if not await _send(out, message):
+            return False
+        self._upcoming = max(self._upcoming, number + 1)
+        following = self._following(number, page)
+        if following is None:
+            self._end = min(self._end, number)
+            return True
+        if (too_far := self._too_far(following)) is not None:
+            await _send(out, too_far)
+            return False
+        self._last = max(self._last, following, page.meta.total_pages or 0)
+        return True
 
     def _saw(self, page: Page[Any]) -> None:
         self._stats.saw(page.meta)
@@ -589,3 +633,16 @@ class _Pump:
             return None
         self._heads.add(head)
         return number + 1
+
+
+async def _send(out: MemoryObjectSendStream[_Message], message: _Message) -> bool:
+    """Send ``message``; False when the stream's consumer has gone."""
+    try:
+        await out.send(message)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        return False
+    return True
+
+
+def _number(download: _Download) -> int:
+    return download.page if isinstance(download, _Failure) else download[0]

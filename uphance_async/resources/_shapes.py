@@ -38,7 +38,7 @@ def one_object(data: Any, names: Iterable[str], what: str, method: str, path: st
                 f"HTTP 404 for {method} {path}: the server answered an empty list",
                 status=404,
                 method=method,
-                path=path,
+                url_path=path,
             )
         return data[0]
     raise ResponseValidationError(f"{method} {path}: expected {what} object, got {describe(data)}")

@@ -6,15 +6,13 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, overload
 
-import orjson
-
 from .. import _validate
-from .._convert import body, structure, structure_hook, validation_error
+from .._convert import body, structure, structure_hook
 from .._transport import Transport, path_of
-from ..errors import ResponseValidationError
 from ..models import Address, Contact, Customer, NewAddress, NewContact, NewCustomer
-from ..pagination import Checkpoint, Observer, Page, PageStream, id_key
-from ._shapes import answer_to, items, one_object, page_meta
+from ..pagination import Checkpoint, Page, PageStream, StreamRegistry
+from ._lists import ListEndpoint
+from ._shapes import answer_to, items, one_object
 
 __all__ = ["CustomerStream", "CustomersAPI"]
 
@@ -51,83 +49,30 @@ def query_filters(status: str | None, agent_contact: str | None) -> dict[str, st
     return params
 
 
-def _raw(item: Any) -> RawCustomer:
+def _customer_record(item: Any) -> RawCustomer:
     """``item`` if it is a JSON object with an int or str ``id``, else the precise error."""
     if item.__class__ is not dict or item.get("id").__class__ not in (int, str):
-        _CustomerPages._structure(item)
+        structure_hook(Customer)(item)
         raise TypeError(f"expected a customer id, got {item.get('id')!r}")
     return item
 
 
-class _CustomerPages:
-    """The pages of ``GET /customers`` for one set of filters (a :class:`PageSource`).
-
-    Pages hold the JSON objects (each checked to be an object with an id); :meth:`convert`
-    turns one into a :class:`Customer`.
-    """
-
-    _PATH = "/customers"
-    _structure = staticmethod(structure_hook(Customer))
-
-    def __init__(self, transport: Transport, params: dict[str, str]) -> None:
-        self._transport = transport
-        self._params = params
-
-    def _query(self, number: int) -> dict[str, str]:
-        return {**self._params, "page": str(number)}
-
-    async def download(self, number: int, observer: Observer | None) -> bytes:
-        body: bytes = await self._transport.request(
-            "GET", self._PATH, params=self._query(number), observer=observer, raw=True
-        )
-        return body
-
-    def parse(self, body: bytes) -> Page[RawCustomer]:
-        with answer_to("GET", self._PATH):
-            try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                raise ResponseValidationError("the answer is not JSON") from None
-            return self._page(data)
-
-    async def fetch(self, number: int, observer: Observer | None) -> Page[RawCustomer]:
-        data = await self._transport.request(
-            "GET", self._PATH, params=self._query(number), observer=observer
-        )
-        with answer_to("GET", self._PATH):
-            return self._page(data)
-
-    def _page(self, data: Any) -> Page[RawCustomer]:
-        return Page(items=items(data, ("customers",), _raw, Customer), meta=page_meta(data))
-
-    def convert(self, item: RawCustomer, position: int = 0) -> Customer:
-        """One customer of a page; an error names ``$.customers[position]`` and below."""
-        try:
-            return self._structure(item)
-        except Exception as exc:
-            error = validation_error(exc, Customer, f"$.customers[{position}]")
-            error.method, error.url_path = "GET", self._PATH
-            raise error from None
+CUSTOMERS = ListEndpoint("/customers", "customers", Customer, check=_customer_record)
+"""``GET /customers``: the list every customer stream reads."""
 
 
 class CustomersAPI:
     """The Customer API: ``client.customers``."""
 
     def __init__(
-        self,
-        transport: Transport,
-        *,
-        concurrency: Callable[[], int],
-        on_stream: Callable[[PageStream[Any]], None],
+        self, transport: Transport, *, concurrency: Callable[[], int], registry: StreamRegistry
     ) -> None:
         self._transport = transport
         self._concurrency = concurrency
-        self._on_stream = on_stream
+        self._registry = registry
 
-    async def _get(
-        self, path: str, *, params: dict[str, str] | None = None, observer: Observer | None = None
-    ) -> Any:
-        return await self._transport.request("GET", path, params=params, observer=observer)
+    async def _get(self, path: str) -> Any:
+        return await self._transport.request("GET", path)
 
     async def page(
         self, page: int = 1, *, status: str | None = None, agent_contact: str | None = None
@@ -137,10 +82,8 @@ class CustomersAPI:
         ``status`` is ``"active"`` (the API's default), ``"inactive"`` or ``"all"``;
         ``agent_contact`` (an agent's e-mail or phone) keeps only that agent's customers.
         """
-        pages = _CustomerPages(self._transport, query_filters(status, agent_contact))
-        found = await pages.fetch(_validate.positive_int("page", page), None)
-        customers = tuple(map(pages.convert, found.items, range(len(found.items))))
-        return Page(items=customers, meta=found.meta)
+        params = query_filters(status, agent_contact)
+        return await CUSTOMERS.page(self._transport, _validate.positive_int("page", page), params)
 
     @overload
     def stream(
@@ -150,6 +93,7 @@ class CustomersAPI:
         *,
         concurrency: int | None = ...,
         start_page: int = ...,
+        stop_page: int | None = ...,
         ordered: bool = ...,
         resume: Checkpoint | None = ...,
         raw: Literal[False] = ...,
@@ -163,6 +107,7 @@ class CustomersAPI:
         *,
         concurrency: int | None = ...,
         start_page: int = ...,
+        stop_page: int | None = ...,
         ordered: bool = ...,
         resume: Checkpoint | None = ...,
         raw: Literal[True],
@@ -175,6 +120,7 @@ class CustomersAPI:
         *,
         concurrency: int | None = None,
         start_page: int = 1,
+        stop_page: int | None = None,
         ordered: bool = True,
         resume: Checkpoint | None = None,
         raw: bool = False,
@@ -183,30 +129,23 @@ class CustomersAPI:
 
         ``concurrency`` pages are requested at once (the client's default when ``None``), always
         within the client's limiter. ``ordered=False`` hands out each page as soon as it arrives.
-        ``resume`` continues from a :class:`~uphance_async.pagination.Checkpoint` (the filters
-        come from it). ``raw=True`` yields the plain JSON dicts, for exports that re-serialise.
+        ``start_page`` and ``stop_page`` (inclusive) bound the pages read, for partitioned
+        crawls. ``resume`` continues from a :class:`~uphance_async.pagination.Checkpoint` (the
+        filters and ``stop_page`` come from it). ``raw=True`` yields the plain JSON dicts, for
+        exports that re-serialise.
         """
-        params = query_filters(status, agent_contact)
-        first = start_page  # checked by the stream
-        yielded = 0
-        if resume is not None:
-            if not isinstance(resume, Checkpoint):
-                raise TypeError(f"resume must be a Checkpoint, not {type(resume).__name__}")
-            if (status is not None or agent_contact is not None) and params != resume.params:
-                raise ValueError("the filters given differ from those of the checkpoint")
-            params, first, yielded = dict(resume.params), resume.next_page, resume.items_yielded
-        limit = self._concurrency() if concurrency is None else concurrency
-        pages = _CustomerPages(self._transport, params)
-        return CustomerStream(
-            pages,
-            key=id_key,
-            convert=None if raw else pages.convert,
-            concurrency=limit,
-            start_page=first,
+        return CUSTOMERS.stream(  # type: ignore[return-value]
+            self._transport,
+            query_filters(status, agent_contact),
+            concurrency=self._concurrency() if concurrency is None else concurrency,
+            start_page=start_page,
+            stop_page=stop_page,
             ordered=ordered,
-            params=params,
-            items_yielded=yielded,
-            on_start=self._on_stream,
+            resume=resume,
+            raw=raw,
+            registry=self._registry,
+            stream_class=CustomerStream,
+            filters_given=status is not None or agent_contact is not None,
         )
 
     async def get(self, customer_id: int) -> Customer:

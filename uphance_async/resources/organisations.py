@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import _validate
 from .._convert import converter
-from .._transport import Transport, UseAuth
+from .._transport import Transport, UseAuth, keep_bytes
 from ..models import Organisation
 from ._shapes import answer_to, items
 
@@ -38,5 +38,5 @@ class OrganisationsAPI:
             "/organisations/set_current_org",
             json={"organizationId": organisation_id},
             authorization=authorization,
-            raw=True,
+            decode=keep_bytes,
         )

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
+from ..resources.customers import STATUSES
 from . import _data
 
 __all__ = ["FAULTS", "FakeUphance", "RecordedRequest"]
@@ -23,7 +24,6 @@ Fault = Literal["500", "502", "503", "drop", "truncate", "not_json", "slow"]
 FAULTS: tuple[Fault, ...] = ("500", "502", "503", "drop", "truncate", "not_json", "slow")
 _FIRST_ID = 985_700
 _EMAIL_ID = re.compile(r"\.(\d+)-\d+@")
-_STATUSES = ("active", "inactive", "all")
 _OPEN_ROUTE = ("POST", "/oauth/token")
 
 
@@ -61,8 +61,10 @@ class FakeUphance:
     ``server.url`` with ``server.token``. It serves every Customer API endpoint with ``meta``
     pagination, the ``by_status`` and ``by_agents_contact`` filters, 401 for a wrong token,
     404 for unknown ids and e-mails and 422 (with a JSON ``errors`` object) for invalid or
-    unknown POST fields; created records show up in later GETs. Its data are generated from
-    ``seed``, so the same arguments give the same tenant.
+    unknown POST fields; created records show up in later GETs. ``GET /invoices`` lists every
+    customer's invoices in id order, paginated the same way, with a ``since_id`` filter (a
+    second list for ``client.paginate``). Its data are generated from ``seed``, so the same
+    arguments give the same tenant.
 
     Sign-in works as on Uphance: ``POST /oauth/token`` with the password grant (``email``,
     ``password``) or the refresh-token grant issues tokens living ``token_lifetime`` seconds
@@ -146,6 +148,7 @@ class FakeUphance:
         self._refilled = time.monotonic()
         self._pages: dict[tuple[str, str, int], bytes] = {}
         self._filtered: dict[tuple[str, str], list[_Row]] = {}
+        self._invoices: list[dict[str, Any]] | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.insert_customers(customers, at=0)
@@ -210,6 +213,7 @@ class FakeUphance:
     def _changed(self) -> None:
         self._pages.clear()
         self._filtered.clear()
+        self._invoices = None
 
     def _filter(self, status: str, agent_contact: str) -> list[_Row]:
         key = (status, agent_contact)
@@ -441,6 +445,8 @@ class FakeUphance:
             return self._organisations()
         if parts == ["organisations", "set_current_org"] and method == "POST":
             return self._set_current_org(token, body)
+        if parts == ["invoices"] and method == "GET":
+            return self._list_invoices(request)
         if parts == ["customers"]:
             if method == "GET":
                 return self._list(request)
@@ -460,37 +466,62 @@ class FakeUphance:
     def _list(self, request: web.Request) -> web.Response:
         query = request.query
         status = query.get("by_status", "active")
-        if status not in _STATUSES:
-            return _json(400, {"error": f"by_status must be one of {', '.join(_STATUSES)}"})
-        try:
-            page = int(query.get("page", "1"))
-        except ValueError:
-            return _json(400, {"error": "page must be an integer"})
-        if page < 1:
-            return _json(400, {"error": "page must be at least 1"})
+        if status not in STATUSES:
+            return _json(400, {"error": f"by_status must be one of {', '.join(STATUSES)}"})
+        page = _page_number(query)
+        if isinstance(page, web.Response):
+            return page
         agent = query.get("by_agents_contact", "")
         key = (status, agent, page)
         encoded = self._pages.get(key) if self.cache_pages else None
         if encoded is None:
             rows = self._filter(status, agent)
-            total_pages = math.ceil(len(rows) / self.page_size)
             chunk = rows[(page - 1) * self.page_size : page * self.page_size]
-            encoded = json.dumps(
-                {
-                    "customers": [self._record(row) for row in chunk],
-                    "meta": {
-                        "current_page": page,
-                        "next_page": page + 1 if page < total_pages else None,
-                        "prev_page": page - 1 if page > 1 else None,
-                        "total_pages": total_pages,
-                        "total_count": len(rows),
-                    },
-                },
-                separators=(",", ":"),
-            ).encode()
+            records = [self._record(row) for row in chunk]
+            encoded = self._page_body("customers", records, page, len(rows))
             if self.cache_pages:
                 self._pages[key] = encoded
         return web.Response(body=encoded, content_type="application/json")
+
+    def _page_body(self, key: str, records: list[Any], page: int, total: int) -> bytes:
+        total_pages = math.ceil(total / self.page_size)
+        answer = {
+            key: records,
+            "meta": {
+                "current_page": page,
+                "next_page": page + 1 if page < total_pages else None,
+                "prev_page": page - 1 if page > 1 else None,
+                "total_pages": total_pages,
+                "total_count": total,
+            },
+        }
+        return json.dumps(answer, separators=(",", ":")).encode()
+
+    def invoices(self, since_id: int = 0) -> list[dict[str, Any]]:
+        """Every invoice of every customer with an id above ``since_id``, in id order, as
+        ``GET /invoices`` lists them (each with its ``customer_id``)."""
+        if self._invoices is None:
+            self._invoices = sorted(
+                (
+                    {**invoice, "customer_id": row.id}
+                    for row in self._rows
+                    for invoice in self._record(row).get("invoices") or []
+                ),
+                key=lambda invoice: int(invoice["id"]),
+            )
+        return [invoice for invoice in self._invoices if int(invoice["id"]) > since_id]
+
+    def _list_invoices(self, request: web.Request) -> web.Response:
+        page = _page_number(request.query)
+        if isinstance(page, web.Response):
+            return page
+        since = request.query.get("since_id", "0")
+        if not since.isdigit():
+            return _json(400, {"error": "since_id must be a whole number"})
+        found = self.invoices(int(since))
+        chunk = found[(page - 1) * self.page_size : page * self.page_size]
+        body = self._page_body("invoices", chunk, page, len(found))
+        return web.Response(body=body, content_type="application/json")
 
     def _show(self, key: str) -> web.Response:
         row = self._by_id.get(int(key)) if key.isdigit() else self._find_by_email(key)
@@ -644,6 +675,16 @@ def _check(
         ):
             errors.setdefault(name, []).append("has the wrong type")
     return errors
+
+
+def _page_number(query: Mapping[str, str]) -> int | web.Response:
+    """The ``page`` parameter (1 when absent), or the 400 answer for a bad one."""
+    text = query.get("page", "1")
+    if not text.isascii() or not text.isdigit():
+        return _json(400, {"error": "page must be an integer"})
+    if int(text) < 1:
+        return _json(400, {"error": "page must be at least 1"})
+    return int(text)
 
 
 def _json(status: int, data: Any, headers: Mapping[str, str] | None = None) -> web.Response:

@@ -1,0 +1,150 @@
+"""One paginated Uphance list, described as data: :class:`ListEndpoint`.
+
+Every Uphance list (customers, invoices, credit notes, pick tickets, sales orders...) answers
+``GET <path>?page=N`` with its records under a key and a ``meta`` object. A list endpoint is its
+path, that key and optionally the model its records become; this module turns that into pages
+for the streaming engine, one page for ``page()``, and a stream with resume checks. A typed
+resource is then a few lines: see ``customers.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import attrs
+import orjson
+
+from .._convert import structure_hook, validation_error
+from .._events import Observer
+from .._transport import Transport, json_like
+from ..errors import ResponseValidationError
+from ..pagination import Checkpoint, Page, PageStream, StreamRegistry, id_key
+from ._shapes import answer_to, items, page_meta
+
+__all__ = ["ListEndpoint", "Record"]
+
+T = TypeVar("T")
+
+Record = dict[str, Any]
+"""A record of a list as the JSON object it came as."""
+
+
+def _record(item: Any) -> Record:
+    if item.__class__ is not dict:
+        raise TypeError(f"expected a JSON object, got {type(item).__name__}")
+    return item
+
+
+@attrs.frozen
+class ListEndpoint(Generic[T]):
+    """``GET path?page=N``, whose records are under ``key`` (e.g. ``"invoices"``).
+
+    With a ``model`` (an attrs class), records can be handed out as that model; each record
+    must then be a JSON object with an ``id``. ``check`` may replace the per-record check of
+    raw pages (it raises for a record that does not belong in the list).
+    """
+
+    path: str
+    key: str
+    model: type[T] | None = None
+    check: Callable[[Any], Record] = _record
+
+    def pages(self, transport: Transport, params: dict[str, str]) -> _Pages[T]:
+        """The pages of this list for the query ``params`` (a :class:`PageSource`)."""
+        return _Pages(self, transport, params)
+
+    async def page(self, transport: Transport, number: int, params: dict[str, str]) -> Page[T]:
+        """Page ``number``, every record converted to the model."""
+        pages = self.pages(transport, params)
+        found = pages.parse(await pages.download(number, None))
+        converted = tuple(map(pages.convert, found.items, range(len(found.items))))
+        return Page(items=converted, meta=found.meta)
+
+    def stream(
+        self,
+        transport: Transport,
+        params: dict[str, str],
+        *,
+        concurrency: int,
+        start_page: int = 1,
+        stop_page: int | None = None,
+        ordered: bool = True,
+        resume: Checkpoint | None = None,
+        raw: bool = False,
+        registry: StreamRegistry | None = None,
+        stream_class: type[PageStream[Any]] = PageStream,
+        filters_given: bool = True,
+    ) -> PageStream[Any]:
+        """Every record of the list, streamed by the engine (see :class:`PageStream`).
+
+        ``resume`` continues from a checkpoint: its ``params`` and ``stop_page`` are used,
+        and filters given as well must be the same (``filters_given=False`` when none were).
+        """
+        first, yielded = start_page, 0
+        if resume is not None:
+            if not isinstance(resume, Checkpoint):
+                raise TypeError(f"resume must be a Checkpoint, not {type(resume).__name__}")
+            if filters_given and params != resume.params:
+                raise ValueError("the filters given differ from those of the checkpoint")
+            if stop_page is not None and stop_page != resume.stop_page:
+                raise ValueError("the stop_page given differs from that of the checkpoint")
+            params, first, yielded = dict(resume.params), resume.next_page, resume.items_yielded
+            stop_page = resume.stop_page
+        pages = self.pages(transport, params)
+        return stream_class(
+            pages,
+            key=id_key,
+            convert=None if raw or self.model is None else pages.convert,
+            concurrency=concurrency,
+            start_page=first,
+            stop_page=stop_page,
+            ordered=ordered,
+            params=params,
+            items_yielded=yielded,
+            registry=registry,
+        )
+
+
+class _Pages(Generic[T]):
+    """The pages of one list for one query: downloads through the transport, a pure parser,
+    and the conversion of one record to the model."""
+
+    def __init__(self, endpoint: ListEndpoint[T], transport: Transport, params: dict[str, str]):
+        self._endpoint = endpoint
+        self._transport = transport
+        self._params = params
+        self._check = endpoint.check
+        self._structure = structure_hook(endpoint.model) if endpoint.model is not None else None
+
+    async def download(self, number: int, observer: Observer | None) -> bytes:
+        body: bytes = await self._transport.request(
+            "GET",
+            self._endpoint.path,
+            params={**self._params, "page": str(number)},
+            observer=observer,
+            decode=json_like,
+        )
+        return body
+
+    def parse(self, body: bytes) -> Page[Record]:
+        with answer_to("GET", self._endpoint.path):
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise ResponseValidationError("the answer is not JSON") from None
+            model = self._endpoint.model or dict
+            found = items(data, (self._endpoint.key,), self._check, model)
+            return Page(items=found, meta=page_meta(data))
+
+    def convert(self, item: Record, position: int = 0) -> T:
+        """One record of a page as the model; an error names ``$.<key>[position]`` and below."""
+        assert self._structure is not None
+        try:
+            return self._structure(item)
+        except Exception as exc:
+            model = self._endpoint.model
+            assert model is not None
+            error = validation_error(exc, model, f"$.{self._endpoint.key}[{position}]")
+            error.method, error.url_path = "GET", self._endpoint.path
+            raise error from None
