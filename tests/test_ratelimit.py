@@ -1,12 +1,13 @@
-"""The limiter's logic on a fake clock: fixed rates, the adaptive cut and the CUBIC climb."""
+"""The in-process limiter on a fake clock: fixed rates, one cut per episode, the climb, pauses."""
 
 from __future__ import annotations
 
 import itertools
 
+import anyio
 import pytest
 
-from uphance_async._ratelimit import Limiter
+from uphance_async._ratelimit import Limiter, Throttle, after_429, rate_at
 
 
 class FakeClock:
@@ -27,7 +28,15 @@ async def send(limiter: Limiter, count: int) -> list[float]:
     for _ in range(count):
         async with limiter.slot() as sent_at:
             times.append(sent_at)
+        await limiter.accepted(sent_at)
     return times
+
+
+async def steady(limiter: Limiter, clock: FakeClock, per_second: float, seconds: float) -> None:
+    """Requests accepted at ``per_second`` for ``seconds``."""
+    for _ in range(int(per_second * seconds)):
+        await send(limiter, 1)
+        clock.now += 1 / per_second
 
 
 async def test_a_fixed_rate_spaces_requests_and_never_adapts() -> None:
@@ -36,71 +45,126 @@ async def test_a_fixed_rate_spaces_requests_and_never_adapts() -> None:
     times = await send(limiter, 6)
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(times)]
     assert gaps == [0.1] * 5
-    limiter.throttled(times[-1], retry_after=None)
+    await limiter.throttled(times[-1], retry_after=None)
     assert limiter.rate == 10.0
 
 
 async def test_without_a_rate_nothing_waits_until_a_429() -> None:
     clock = FakeClock()
     limiter = Limiter(4, clock=clock, sleep=clock.sleep)
-    for _ in range(40):
-        await send(limiter, 1)
-        clock.now += 0.05  # 20 requests a second
+    await steady(limiter, clock, 20, 2.0)
     assert limiter.rate is None
     assert clock.slept == []
-    limiter.throttled(clock.now - 0.01, retry_after=None)
+    await limiter.throttled(clock.now - 0.01, retry_after=None)
     assert limiter.rate == pytest.approx(0.7 * 20, rel=0.1)
 
 
-async def test_retry_after_pauses_every_request() -> None:
+async def test_a_429_at_once_starts_low_and_doubles_until_the_next() -> None:
     clock = FakeClock()
     limiter = Limiter(4, clock=clock, sleep=clock.sleep)
-    limiter.throttled(clock.now, retry_after=2.0)
-    (sent_at,) = await send(limiter, 1)
-    assert sent_at >= 102.0
+    sent = await send(limiter, 10)  # a burst the server absorbed
+    clock.now += 0.01
+    await limiter.throttled(sent[-1], retry_after=None)
+    start = limiter.rate
+    assert start is not None
+    assert start == pytest.approx(10 / 2.0)
+    clock.now += 1.0
+    assert limiter.rate == pytest.approx(4 * start)
+
+
+async def test_retry_after_pauses_every_request_then_they_leave_spaced() -> None:
+    clock = FakeClock()
+    limiter = Limiter(8, rate=10.0, clock=clock, sleep=clock.sleep)
+    await limiter.throttled(clock.now, retry_after=2.0)
+    times: list[float] = []
+
+    async def one() -> None:
+        times.extend(await send(limiter, 1))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(5):
+            group.start_soon(one)
+    assert min(times) >= 102.0
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(sorted(times))]
+    assert gaps == [0.1] * 4
 
 
 async def test_one_cut_per_throttling_episode() -> None:
     clock = FakeClock()
-    limiter = Limiter(8, rate=None, clock=clock, sleep=clock.sleep)
-    for _ in range(40):
-        await send(limiter, 1)
-        clock.now += 0.05
+    limiter = Limiter(8, clock=clock, sleep=clock.sleep)
+    await steady(limiter, clock, 20, 2.0)
     in_flight_before_cut = clock.now - 0.02
-    limiter.throttled(in_flight_before_cut, retry_after=None)
+    await limiter.throttled(in_flight_before_cut, retry_after=None)
     first = limiter.rate
     assert first is not None
-    limiter.throttled(in_flight_before_cut, retry_after=None)
-    assert limiter.rate == pytest.approx(first)
+    for _ in range(20):  # the other callers' 429s of the same episode
+        await limiter.throttled(in_flight_before_cut, retry_after=None)
     clock.now += 0.01
-    limiter.throttled(clock.now, retry_after=None)
+    await limiter.throttled(clock.now, retry_after=None)  # sent after, but within a round trip
+    assert limiter.rate == pytest.approx(first, rel=0.01)
+    clock.now += 0.5
+    await steady(limiter, clock, 10, 1.0)
+    await limiter.throttled(clock.now, retry_after=None)
     second = limiter.rate
     assert second is not None
     assert second < first
 
 
-async def test_the_rate_climbs_back_and_then_probes_beyond() -> None:
+async def test_the_rate_climbs_holds_then_probes_beyond() -> None:
+    state = Throttle(w_max=50.0, last_cut=0.0)
+    assert rate_at(state, 0.0) == pytest.approx(35.0)
+    climb = [rate_at(state, t / 4) or 0.0 for t in range(9)]
+    assert climb == sorted(climb)
+    assert rate_at(state, 2.0) == pytest.approx(45.0)
+    assert rate_at(state, 11.0) == pytest.approx(45.0)  # held below what the server accepted
+    assert rate_at(state, 14.0) == pytest.approx(45.0 + 50 * 0.05 * 2)
+    paused = Throttle(w_max=50.0, last_cut=0.0, paused_until=5.0)
+    assert rate_at(paused, 5.0) == pytest.approx(35.0)  # the climb starts after the pause
+
+
+def test_after_429_measures_the_accepted_rate() -> None:
+    state = Throttle(w_max=50.0, last_cut=0.0)
+    decided = after_429(
+        state,
+        now=30.0,
+        sent_at=29.9,
+        retry_after=1.0,
+        adaptive=True,
+        rtt=0.01,
+        accepted=lambda window: 42.0,
+        accepted_count=84,
+    )
+    assert decided.w_max == 42.0
+    assert decided.last_cut == 30.0
+    assert (decided.paused_at, decided.paused_until) == (30.0, 31.0)
+    again = after_429(
+        decided,
+        now=30.2,
+        sent_at=29.95,
+        retry_after=1.0,
+        adaptive=True,
+        rtt=0.01,
+        accepted=lambda window: 10.0,
+        accepted_count=20,
+    )
+    assert again == decided  # sent before the cut: nothing new, not even the pause
+
+
+async def test_a_rate_that_grows_while_a_request_waits_is_followed() -> None:
     clock = FakeClock()
-    limiter = Limiter(8, clock=clock, sleep=clock.sleep)
-    for _ in range(40):
-        await send(limiter, 1)
-        clock.now += 0.05
-    limiter.throttled(clock.now, retry_after=None)
-    cut = limiter.rate
-    assert cut is not None
-    rates = []
-    for _ in range(10):
-        clock.now += 1.0
-        rate = limiter.rate
-        assert rate is not None
-        rates.append(rate)
-    assert rates == sorted(rates)
-    assert rates[0] > cut
-    assert rates[-1] > 20.0
+    limiter = Limiter(4, clock=clock, sleep=clock.sleep)
+    sent = await send(limiter, 2)
+    await limiter.throttled(sent[-1], retry_after=None)  # slow start from 1 request/s
+    await send(limiter, 1)
+    before = clock.now
+    await send(limiter, 1)
+    assert clock.now - before < 1.0  # not the full second the first rate asked for
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="max_in_flight"):
         Limiter(0)
-    with pytest.raises(ValueError, match="rate_limit"):
+    with pytest.raises(ValueError, match="rate"):
         Limiter(1, rate=-1)
+    with pytest.raises(TypeError, match="max_in_flight"):
+        Limiter(True)

@@ -74,6 +74,8 @@ def readme_server(
     monkeypatch.setenv("UPHANCE_PASSWORD", PASSWORD)
     monkeypatch.setenv("UPHANCE_TOKEN", "YOUR_TOKEN")
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    monkeypatch.setenv("SOURCES__UPHANCE__BASE_URL", server.url)  # the dlt source's base URL
     monkeypatch.chdir(tmp_path)
     return server
 

@@ -8,6 +8,8 @@ import logging
 from ._auth import Credentials, JSONFileTokenStore, Token, TokenStore
 from ._convert import converter
 from ._events import RequestEvent
+from ._export import export as export_customers
+from ._ratelimit import Limiter, RateLimiter
 from ._retry import RetryPolicy
 from ._version import __version__
 from .client import UphanceClient
@@ -42,6 +44,7 @@ __all__ = [
     "Invoice",
     "JSONFileTokenStore",
     "LastOrder",
+    "Limiter",
     "NewAddress",
     "NewContact",
     "NewCustomer",
@@ -51,6 +54,7 @@ __all__ = [
     "PageMeta",
     "PageStream",
     "PurchaseAmount",
+    "RateLimiter",
     "RequestEvent",
     "RetryPolicy",
     "StreamStats",
@@ -59,4 +63,5 @@ __all__ = [
     "UphanceClient",
     "__version__",
     "converter",
+    "export_customers",
 ]

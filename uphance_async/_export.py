@@ -227,7 +227,7 @@ def _parse_saved(data: Any) -> _Saved:
     return saved
 
 
-def _load_checkpoint(path: Path, form: Format, params: dict[str, str]) -> _Saved:
+def _load_checkpoint(path: Path, form: Format, start: Checkpoint) -> _Saved:
     try:
         saved = _parse_saved(json.loads(path.read_text()))
     except Exception as exc:  # whatever the file holds, the answer is the same
@@ -237,10 +237,12 @@ def _load_checkpoint(path: Path, form: Format, params: dict[str, str]) -> _Saved
         ) from None
     if saved.form != form:
         raise ExportError(f"the checkpoint {path} is for --format {saved.form}, not {form}")
-    if saved.checkpoint.params != params:
+    if saved.checkpoint.params != start.params:
         raise ExportError(
             f"the checkpoint {path} was made with other filters (--status, --agent-contact)"
         )
+    if saved.checkpoint.stop_page != start.stop_page:
+        raise ExportError(f"the checkpoint {path} was made for another partition")
     return saved
 
 
@@ -323,39 +325,47 @@ async def export(
     concurrency: int | None = None,
     progress: Callable[[StreamStats], None] | None = None,
     stdout: IO[bytes] | None = None,
+    partition: Checkpoint | None = None,
 ) -> tuple[StreamStats, bool]:
-    """Stream every customer into ``output`` (``None``: ``stdout``); (stats, resumed).
+    """Stream every customer into ``output`` (``None``: ``stdout``), as the command line's
+    ``customers export`` does, with the same guarantees; returns (stats, resumed).
 
     With ``resume`` and a checkpoint beside ``output``, carries on where the last run stopped.
-    An export to standard output is written as it comes and cannot be resumed.
+    An export to standard output is written as it comes and cannot be resumed. ``partition``
+    (from ``client.customers.partitions()``) exports only its pages, with its filters.
     """
     params = query_filters(status, agent_contact)
+    if partition is not None:
+        if params:
+            raise ExportError("a partition carries its own filters: give no --status or agent")
+        params = dict(partition.params)
+    start = partition if partition is not None else Checkpoint(1, params)
     if output is None:
         if resume:
             raise ExportError("--resume needs --output FILE (not standard output)")
         if stdout is None:
             raise ExportError("no output given")
-        stream = client.customers.stream(status, agent_contact, concurrency=concurrency, raw=True)
+        stream = client.customers.stream(concurrency=concurrency, resume=start, raw=True)
         await _write(stream, stdout.write, form, progress, None)
         stdout.flush()
         return stream.stats, False
     output.parent.mkdir(parents=True, exist_ok=True)
     with _locked(output):
-        return await _export_to_file(client, output, form, params, resume, concurrency, progress)
+        return await _export_to_file(client, output, form, start, resume, concurrency, progress)
 
 
 async def _export_to_file(
     client: UphanceClient,
     output: Path,
     form: Format,
-    params: dict[str, str],
+    start: Checkpoint,
     resume: bool,
     concurrency: int | None,
     progress: Callable[[StreamStats], None] | None,
 ) -> tuple[StreamStats, bool]:
     marker, partial = checkpoint_path(output), partial_path(output)
     remove_leftovers(marker)
-    saved = _load_checkpoint(marker, form, params) if resume and marker.exists() else None
+    saved = _load_checkpoint(marker, form, start) if resume and marker.exists() else None
     if saved is None:
         # Whatever an earlier run left no longer describes what is about to be written.
         marker.unlink(missing_ok=True)
@@ -367,9 +377,7 @@ async def _export_to_file(
             saved.run_id,
         )
     stream = client.customers.stream(
-        concurrency=concurrency,
-        resume=saved.checkpoint if saved else Checkpoint(1, params),
-        raw=True,
+        concurrency=concurrency, resume=saved.checkpoint if saved else start, raw=True
     )
     sink = _Sink(partial, offset, hasher)
     try:

@@ -1,63 +1,203 @@
-"""The client-wide limiter: a cap on requests in flight and a request rate that adapts to 429s.
+"""Limiters: a cap on requests in flight, and a send rate that adapts to the server's 429s.
 
 Uphance publishes no rate limit, so unless a fixed rate is configured the limiter starts with no
-rate cap at all. The first 429 sets a cap below the rate actually measured; after that the cap
-follows CUBIC (as aiobotocore's adaptive retry mode and TCP do): a multiplicative cut on each
-throttling episode, a quick climb back towards the rate at which throttling last started, then
-slow probing beyond it.
+rate cap at all. The adaptive rate is CUBIC-like (as TCP and aiobotocore's adaptive retry mode
+are), changed where a request rate differs from a congestion window:
+
+- **One cut per throttling episode.** A 429 for a request sent before the last cut says nothing
+  new, and neither does one arriving less than a round trip (or 50 ms) after it: many
+  concurrent callers, and their retries, all see the same empty bucket. Without this, 300
+  callers cut the rate twenty times in 40 ms.
+- **The cut is measured, not assumed.** The rate to cut from is the rate of *accepted* requests
+  (answered with anything but 429) over the last half second: what the server let through
+  while it was refusing, which a token-bucket server keeps near its limit however many
+  requests it refuses. (A longer window reaches back to before the overload, and measures the
+  client's own rate instead.)
+- **A first estimate is distrusted.** The first 429 usually ends a burst the server's bucket
+  absorbed, so the rate then measured says little; the rate grows from it exponentially (slow
+  start) until the next 429, which does measure the server's limit.
+- **Scale-free growth, then a long plateau.** CUBIC's concave climb takes the same time
+  whatever the rate, up to 90 % of the measured rate (a burst the server's bucket released
+  inflates the measure); the rate then holds for ten seconds and probes beyond linearly, 5 % a
+  second, since with ``Retry-After`` every probe that overshoots costs a whole pause, and a
+  slow overshoot is measured more precisely.
+- **No stampede.** Requests pass a gate one at a time, each at least ``1 / rate`` after the one
+  before, the rate read afresh as each waits: queued requests (retries included) leave a
+  ``Retry-After`` pause or a cut evenly spaced rather than all at once, and follow a rate that
+  grows while they wait.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol, runtime_checkable
 
 import anyio
+import attrs
 
-# CUBIC's constants: the cut keeps BETA of the rate; SCALE sets how fast the cap climbs back.
-_BETA = 0.7
-_SCALE = 0.4
+__all__ = ["Limiter", "RateLimiter", "Throttle", "after_429", "rate_at", "smoothed"]
+
+_BETA = 0.7  # a cut keeps this share of the accepted rate
+_HOLD_SHARE = 0.9  # the plateau, as a share of the accepted rate (which a burst inflates)
+_K = 2.0  # seconds to climb from the cut to the plateau
+_HOLD = 10.0  # seconds on the plateau before probing above it
+_PROBE = 0.05  # the probe's slope: +5 % of the accepted rate per second
+_DOUBLING = 0.5  # seconds per doubling in slow start
 _MIN_RATE = 0.5
-_RATE_WINDOW = 2.0
+_WINDOW = 2.0  # seconds of accepted requests kept
+_MEASURE = 0.5  # the last seconds the cut is measured on: when the server refused, not before
+_MIN_CUT_INTERVAL = 0.05
+_NAP = 0.1  # the longest a waiting request sleeps before it looks at the rate again
+NEVER = -1e18  # a time long past (finite, so that it survives a trip through Redis)
+
+
+@attrs.frozen
+class Throttle:
+    """The adaptive state shared by every request of a limiter (in memory, or in Redis).
+
+    ``w_max`` is the accepted rate measured at the last cut (0: no cap yet); the rate is a
+    function of it and of the time since the climb began (:func:`rate_at`).
+    """
+
+    w_max: float = 0.0
+    slow_start: bool = False
+    last_cut: float = NEVER
+    paused_until: float = NEVER
+    paused_at: float = NEVER
+
+
+def rate_at(state: Throttle, now: float) -> float | None:
+    """The adaptive rate cap at ``now``: ``None`` before the first 429."""
+    if not state.w_max:
+        return None
+    # The climb starts when the pause (if any) ends.
+    elapsed = max(0.0, now - max(state.last_cut, state.paused_until))
+    if state.slow_start:
+        share = 2 ** min(elapsed / _DOUBLING, 60.0)
+    elif elapsed < _K:
+        # CUBIC's concave climb, from the cut to the plateau.
+        share = _BETA + (_HOLD_SHARE - _BETA) * (1 - (1 - elapsed / _K) ** 3)
+    else:
+        share = _HOLD_SHARE + _PROBE * max(0.0, elapsed - _K - _HOLD)
+    return max(_MIN_RATE, state.w_max * share)
+
+
+def after_429(
+    state: Throttle,
+    *,
+    now: float,
+    sent_at: float,
+    retry_after: float | None,
+    adaptive: bool,
+    rtt: float,
+    accepted: Callable[[float], float | None],
+    accepted_count: int,
+) -> Throttle:
+    """The state once a request sent at ``sent_at`` was answered 429 at ``now``.
+
+    ``accepted(window)`` is the rate of accepted requests over the last ``window`` seconds
+    (``None`` when the limiter has not been sending long enough to tell) and
+    ``accepted_count`` how many there were in the last two seconds.
+    """
+    current = rate_at(state, now) if adaptive else None  # before a pause restarts the climb
+    if retry_after and sent_at >= state.paused_at:
+        state = attrs.evolve(
+            state, paused_at=now, paused_until=max(state.paused_until, now + retry_after)
+        )
+    if not adaptive or sent_at < state.last_cut:
+        return state  # sent before the last cut took effect: nothing new
+    if now - state.last_cut < max(_MIN_CUT_INTERVAL, rtt):
+        return state
+    measured = accepted(_MEASURE)
+    if measured is None:
+        # A burst the server absorbed: start low and grow fast until the next 429.
+        w_max, slow_start = max(_MIN_RATE, accepted_count / _WINDOW), True
+    else:
+        base = measured if current is None else min(current, measured)
+        w_max, slow_start = max(_MIN_RATE, base), False
+    return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now)
+
+
+def accepted_rate(
+    times: deque[float], now: float, first_send: float | None, window: float
+) -> float | None:
+    """Requests per second among ``times`` (send times, oldest first) over the last ``window``
+    seconds; ``None`` when sending began too recently to tell."""
+    if first_send is None or now - first_send < _WINDOW / 4:
+        return None
+    span = min(window, now - first_send)
+    return sum(1 for sent in times if sent >= now - span) / span
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """What ``UphanceClient(limiter=...)`` accepts: every request of the client goes through it.
+
+    The transport holds a :meth:`slot` for each attempt (retries included) and then tells the
+    limiter how it went: :meth:`throttled` for a 429, :meth:`accepted` for anything else.
+    ``sent_at`` is the time :meth:`slot` yielded, on the limiter's own clock.
+    """
+
+    @property
+    def max_in_flight(self) -> int:
+        """The cap on requests in flight at once (in this process)."""
+        ...
+
+    @property
+    def rate(self) -> float | None:
+        """The current cap in requests per second, ``None`` when there is none."""
+        ...
+
+    def slot(self) -> AbstractAsyncContextManager[float]:
+        """Hold one place in flight, entered once the rate allows; yields the send time."""
+        ...
+
+    async def throttled(self, sent_at: float, retry_after: float | None) -> None:
+        """The request sent at ``sent_at`` was answered 429 (``retry_after`` in seconds)."""
+        ...
+
+    async def accepted(self, sent_at: float) -> None:
+        """The request sent at ``sent_at`` was answered with anything but 429."""
+        ...
 
 
 class Limiter:
-    """Shared by every request of one client: at most ``max_in_flight`` at once, and a rate cap.
+    """The in-process :class:`RateLimiter`: at most ``max_in_flight`` requests at once, and a
+    rate cap. ``rate`` fixes the cap in requests per second (never adapted); ``None`` adapts it
+    to the server's 429s, as the module's documentation describes.
 
-    ``rate`` fixes the cap in requests per second (never adapted); ``None`` means adaptive.
+    One limiter serves every request of one client; share one client across an application.
+    ``clock`` and ``sleep`` are for tests.
     """
 
     def __init__(
         self,
-        max_in_flight: int,
+        max_in_flight: int = 16,
         rate: float | None = None,
         *,
         clock: Callable[[], float] = anyio.current_time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight!r}")
-        if rate is not None and rate <= 0:
-            raise ValueError(f"rate_limit must be a positive number of requests/s, not {rate!r}")
-        self._slots = anyio.CapacityLimiter(max_in_flight)
+        self._slots = anyio.CapacityLimiter(checked_in_flight(max_in_flight))
         self._clock = clock
         self._sleep = sleep
-        self._adaptive = rate is None
-        self._rate = rate
-        self._next_send = 0.0
-        self._paused_until = 0.0
-        self._last_cut = float("-inf")
-        self._rate_at_cut = 0.0
-        self._rate_after_cut = 0.0
-        self._sent: deque[float] = deque()
+        self._fixed = checked_rate(rate)
+        self._state = Throttle()
+        self._gate = anyio.Lock()
+        self._last_send = NEVER
+        self._accepted: deque[float] = deque()
+        self._first_send: float | None = None
+        self._rtt = 0.0
 
     @property
     def rate(self) -> float | None:
         """The current cap in requests per second, ``None`` when there is none."""
-        if self._adaptive and self._rate is not None:
-            return self._cubic(self._clock())
-        return self._rate
+        if self._fixed is not None:
+            return self._fixed
+        return rate_at(self._state, self._clock())
 
     @property
     def max_in_flight(self) -> int:
@@ -69,52 +209,75 @@ class Limiter:
         """Hold one of the in-flight places, once the rate allows; yields the send time."""
         async with self._slots:
             sent_at = await self._wait_turn()
-            yield sent_at
+            try:
+                yield sent_at
+            finally:
+                self._rtt = smoothed(self._rtt, self._clock() - sent_at)
 
     async def _wait_turn(self) -> float:
-        now = self._clock()
-        rate = self.rate
-        if rate is not None:
-            # Reserve the next free send time before sleeping, so waiting requests queue in order.
-            send_at = max(now, self._next_send)
-            self._next_send = send_at + 1.0 / rate
-            if send_at > now:
-                await self._sleep(send_at - now)
-        # A 429 that arrived while this request waited pauses it too; another 429 during the
-        # pause moves its end, so look again after each sleep (a deadline, not an event).
-        while (pause := self._paused_until - self._clock()) > 0:
-            await self._sleep(pause)
-        now = self._clock()
-        self._sent.append(now)
-        while self._sent and self._sent[0] < now - _RATE_WINDOW:
-            self._sent.popleft()
+        # One request at a time waits at the gate (in arrival order); it leaves once the rate
+        # and any pause allow, both read again after every nap, since either may change.
+        async with self._gate:
+            while True:
+                now = self._clock()
+                rate = self.rate
+                ready = self._state.paused_until
+                if rate is not None:
+                    ready = max(ready, self._last_send + 1.0 / rate)
+                if ready <= now:
+                    break
+                await self._sleep(min(ready - now, _NAP))
+            self._last_send = now
+        if self._first_send is None:
+            self._first_send = now
         return now
 
-    def measured_rate(self) -> float:
-        """Requests sent per second over the last couple of seconds."""
-        now = self._clock()
-        recent = [t for t in self._sent if t >= now - _RATE_WINDOW]
-        if len(recent) < 2:
-            return float(len(recent)) or _MIN_RATE
-        return len(recent) / max(now - recent[0], 1e-3)
-
-    def throttled(self, sent_at: float, retry_after: float | None) -> None:
-        """A request sent at ``sent_at`` got a 429: pause, and cut the rate once per episode."""
-        now = self._clock()
-        if retry_after:
-            self._paused_until = max(self._paused_until, now + retry_after)
-        if not self._adaptive or sent_at < self._last_cut:
-            # Requests already in flight when the rate was cut tell nothing new.
+    async def accepted(self, sent_at: float) -> None:
+        """The request sent at ``sent_at`` was not throttled: count it in the accepted rate."""
+        if self._fixed is not None:
             return
-        current = self.rate
-        base = self.measured_rate() if current is None else min(current, self.measured_rate())
-        self._rate_at_cut = max(base, _MIN_RATE)
-        self._rate_after_cut = max(self._rate_at_cut * _BETA, _MIN_RATE)
-        self._rate = self._rate_after_cut
-        self._last_cut = now
-        self._next_send = max(self._next_send, now)
+        self._accepted.append(sent_at)
+        self._forget(self._clock())
 
-    def _cubic(self, now: float) -> float:
-        elapsed = now - self._last_cut
-        k = float(((self._rate_at_cut - self._rate_after_cut) / _SCALE) ** (1 / 3))
-        return max(_MIN_RATE, _SCALE * (elapsed - k) ** 3 + self._rate_at_cut)
+    def _forget(self, now: float) -> None:
+        while self._accepted and self._accepted[0] < now - _WINDOW:
+            self._accepted.popleft()
+
+    async def throttled(self, sent_at: float, retry_after: float | None) -> None:
+        """A request sent at ``sent_at`` got a 429: pause for ``retry_after`` and, once per
+        episode, cut the rate."""
+        now = self._clock()
+        self._forget(now)
+        self._state = after_429(
+            self._state,
+            now=now,
+            sent_at=sent_at,
+            retry_after=retry_after,
+            adaptive=self._fixed is None,
+            rtt=self._rtt,
+            accepted=lambda window: accepted_rate(self._accepted, now, self._first_send, window),
+            accepted_count=len(self._accepted),
+        )
+
+
+def smoothed(average: float, sample: float) -> float:
+    """A round trip's moving average (``0``: none yet) after one more ``sample``."""
+    return sample if not average else 0.8 * average + 0.2 * sample
+
+
+def checked_in_flight(value: object) -> int:
+    """``value`` if it is a valid ``max_in_flight``, else the error naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_in_flight must be an int, not {value!r}")
+    if value < 1:
+        raise ValueError(f"max_in_flight must be at least 1, not {value!r}")
+    return value
+
+
+def checked_rate(value: object, name: str = "rate") -> float | None:
+    """``value`` if it is a valid fixed rate (or ``None``), else the error naming it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive number of requests/s, not {value!r}")
+    return float(value)

@@ -24,7 +24,7 @@ from yarl import URL
 
 from ._auth import Auth
 from ._events import Observer, RequestEvent, call_hook
-from ._ratelimit import Limiter
+from ._ratelimit import RateLimiter
 from ._redact import redact, redact_headers
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 from .errors import (
@@ -250,7 +250,7 @@ class Transport:
         base_url: URL,
         session: Callable[[], aiohttp.ClientSession],
         auth: Auth,
-        limiter: Limiter,
+        limiter: RateLimiter,
         retry: RetryPolicy,
         timeout: aiohttp.ClientTimeout,
         headers: Mapping[str, str],
@@ -448,6 +448,8 @@ class Transport:
                 error = APIConnectionError(text, method=method, url_path=path)
                 raise _Retryable(error, sent=True, cause=cause) from None
         logger.debug("%s %s -> %d (%d bytes)", method, path, status, len(body))
+        if status != 429:
+            await self.limiter.accepted(sent_at)
         if status < 300:
             return status, body
         failed = status_error(status, method, path, body, response_headers, self._auth.secrets())
@@ -457,7 +459,7 @@ class Transport:
                 if failed.retry_after is None
                 else min(failed.retry_after, self.retry.max_retry_after)
             )
-            self.limiter.throttled(sent_at, retry_after)
+            await self.limiter.throttled(sent_at, retry_after)
             raise _Retryable(failed, sent=False, status=status, retry_after=retry_after)
         if self.retry.should_retry_status(method, status):
             raise _Retryable(failed, sent=True, status=status)

@@ -22,7 +22,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +90,32 @@ def _id_text(name: str, text: str) -> int:
     return int(text)
 
 
-def client_from(args: argparse.Namespace) -> tuple[UphanceClient, int | None]:
-    """The client the options and environment describe, and the organisation to select on it
-    (a token's organisation is chosen after opening; a sign-in chooses its own)."""
-    token = _environment("UPHANCE_TOKEN", args.token)
-    email = _environment("UPHANCE_EMAIL", args.email)
-    password = _environment("UPHANCE_PASSWORD", args.password)
+def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None, str | None, int | None]:
+    """Token, e-mail, password and organisation from the options, else the environment."""
     organisation_text = _environment("UPHANCE_ORGANISATION_ID", args.organisation_id)
     organisation = (
         None
         if organisation_text is None
         else _id_text("--organisation-id (or UPHANCE_ORGANISATION_ID)", str(organisation_text))
     )
+    token = _environment("UPHANCE_TOKEN", args.token)
+    email = _environment("UPHANCE_EMAIL", args.email)
+    password = _environment("UPHANCE_PASSWORD", args.password)
+    if token is None and (email is None or password is None):
+        raise UsageError(_NO_CREDENTIALS)
+    return token, email, password, organisation
+
+
+_NO_CREDENTIALS = (
+    "no credentials: set UPHANCE_TOKEN, or UPHANCE_EMAIL and UPHANCE_PASSWORD "
+    "(or pass --token, or --email and --password)"
+)
+
+
+def client_from(args: argparse.Namespace) -> tuple[UphanceClient, int | None]:
+    """The client the options and environment describe, and the organisation to select on it
+    (a token's organisation is chosen after opening; a sign-in chooses its own)."""
+    token, email, password, organisation = _credentials(args)
     options: dict[str, Any] = {
         "base_url": args.base_url,
         "concurrency": args.concurrency,
@@ -119,10 +133,7 @@ def client_from(args: argparse.Namespace) -> tuple[UphanceClient, int | None]:
             return client, None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    raise UsageError(
-        "no credentials: set UPHANCE_TOKEN, or UPHANCE_EMAIL and UPHANCE_PASSWORD "
-        "(or pass --token, or --email and --password)"
-    )
+    raise UsageError(_NO_CREDENTIALS)
 
 
 @contextlib.asynccontextmanager
@@ -196,6 +207,119 @@ async def _customers(args: argparse.Namespace) -> str | None:
             found = await client.customers.addresses(identifier)
     _print_json(found)
     return None
+
+
+def _load(args: argparse.Namespace) -> str:
+    """``customers load``: every customer into a warehouse through dlt (DuckDB by default)."""
+    token, email, password, organisation = _credentials(args)
+    try:
+        import dlt
+
+        from .dlt import uphance_source
+    except ImportError:
+        raise UsageError("customers load needs dlt: pip install 'uphance-async[dlt]'") from None
+    progress = Progress()
+
+    def shown(resource: str, rows: int) -> None:
+        if progress.enabled:
+            sys.stderr.write(f"\r{resource}: {rows:,} rows extracted".ljust(72))
+            sys.stderr.flush()
+
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        destination: Any = args.destination
+        if args.destination == "duckdb":
+            path = stack.enter_context(_duckdb_file(Path(args.database), args.dataset))
+            destination = dlt.destinations.duckdb(path)
+        pipeline = _run_pipeline(
+            dlt,
+            destination,
+            args,
+            uphance_source(
+                token=token,
+                email=email,
+                password=password,
+                organisation_id=organisation,
+                base_url=args.base_url,
+                status=args.status,
+                concurrency=args.concurrency,
+                rate_limit=args.rate_limit,
+                timeout=args.timeout,
+                max_attempts=args.max_attempts,
+                on_batch=shown,
+            ),
+        )
+    if progress.enabled:
+        sys.stderr.write("\n")
+    trace = pipeline.last_trace
+    normalized = trace.last_normalize_info if trace is not None else None
+    rows: dict[str, int] = dict(normalized.row_counts) if normalized is not None else {}
+    tables = ", ".join(f"{table} {count:,}" for table, count in rows.items() if table[0] != "_")
+    where = args.database if args.destination == "duckdb" else args.destination
+    return (
+        f"loaded {rows.get('customers', 0):,} customers into {where} (dataset {args.dataset}) "
+        f"in {time.perf_counter() - started:.2f} s: {tables}"
+    )
+
+
+def _run_pipeline(dlt: Any, destination: Any, args: argparse.Namespace, source: Any) -> Any:
+    try:
+        pipeline = dlt.pipeline(
+            pipeline_name=f"uphance_{args.dataset}",
+            destination=destination,
+            dataset_name=args.dataset,
+        )
+        pipeline.run(source)
+    except Exception as exc:
+        raise _uphance_cause(exc) from None
+    return pipeline
+
+
+@contextlib.contextmanager
+def _duckdb_file(database: Path, dataset: str) -> Iterator[str]:
+    """The path dlt should open ``database`` by.
+
+    DuckDB names a file's catalog after the file, and a catalog named like the dataset makes
+    every query of dlt's ambiguous to DuckDB's binder (``uphance.duckdb`` with dataset
+    ``uphance``, the defaults). The load then goes through a second name of the same file (a
+    hard link), removed afterwards once DuckDB has written everything into the file itself.
+    """
+    import duckdb
+
+    database = database.resolve()
+    if database.stem != dataset:
+        yield str(database)
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    if not database.exists():
+        duckdb.connect(str(database)).close()
+    alias = database.with_name(f".{database.stem}-load-{os.getpid()}.duckdb")
+    alias.unlink(missing_ok=True)
+    os.link(database, alias)
+    try:
+        yield str(alias)
+        with duckdb.connect(str(alias)) as connection:
+            connection.execute("CHECKPOINT")
+    finally:
+        alias.unlink(missing_ok=True)
+        alias.with_name(alias.name + ".wal").unlink(missing_ok=True)
+
+
+def _uphance_cause(error: BaseException) -> Exception:
+    """The library error a dlt failure wraps, else a one-line error about dlt itself."""
+    seen = error
+    for _ in range(20):
+        if isinstance(seen, UphanceError | UsageError):
+            return seen
+        follow = seen.__cause__ or seen.__context__ or getattr(seen, "exception", None)
+        if not isinstance(follow, BaseException):
+            break
+        seen = follow
+    return LoadError(f"dlt: {type(error).__name__}: {' '.join(str(error).split())[:300]}")
+
+
+class LoadError(Exception):
+    """dlt failed for a reason of its own (exit code 1)."""
 
 
 def _as_email(text: str) -> str:
@@ -316,6 +440,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--output", "-o", default="-", help="file, or - for standard output (not resumable)"
     )
+    load = actions.add_parser(
+        "load",
+        parents=[connection, tuning],
+        help="every customer into a warehouse through dlt (a DuckDB file by default)",
+    )
+    load.add_argument("--database", default="uphance.duckdb", help="DuckDB file (uphance.duckdb)")
+    load.add_argument("--dataset", default="uphance", help="dataset (schema) name (uphance)")
+    load.add_argument("--status", choices=STATUSES, default="all", help="which customers (all)")
+    load.add_argument("--destination", default="duckdb", help="any dlt destination name (duckdb)")
     for action, what in (("get", "ID or EMAIL"), ("contacts", "ID"), ("addresses", "ID")):
         one = actions.add_parser(
             action, parents=[connection, tuning], help=f"print JSON for {what}"
@@ -354,7 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")
     run = {"demo": _demo, "fake-server": _fake_server}.get(args.command, _customers)
     try:
-        summary = asyncio.run(run(args))
+        if getattr(args, "action", None) == "load":
+            summary: str | None = _load(args)
+        else:
+            summary = asyncio.run(run(args))
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -365,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return _stdout_closed()
-    except (OSError, OutputStateError) as exc:
+    except (OSError, OutputStateError, LoadError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

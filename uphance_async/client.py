@@ -15,7 +15,7 @@ from yarl import URL
 
 from ._auth import Auth, Credentials, PasswordAuth, StaticToken, TokenStore
 from ._events import Observer
-from ._ratelimit import Limiter
+from ._ratelimit import Limiter, RateLimiter, checked_rate
 from ._retry import RetryPolicy
 from ._transport import Transport
 from ._validate import positive_int
@@ -140,9 +140,10 @@ class UphanceClient:
     restarts in a ``token_store=``; the token is then refreshed as needed.
 
     One client holds one aiohttp session, one limiter (at most ``max_in_flight`` requests at once;
-    ``rate_limit`` requests per second when given, else a rate that adapts to the server's 429s)
-    and one :class:`RetryPolicy`; share it across the whole application rather than making one
-    per request. ``concurrency`` is how many pages a stream fetches at once by default.
+    ``rate_limit`` requests per second when given, else a rate that adapts to the server's 429s;
+    or the ``limiter=`` given, such as a ``RedisLimiter`` shared by many processes) and one
+    :class:`RetryPolicy`; share it across the whole application rather than making one per
+    request. ``concurrency`` is how many pages a stream fetches at once by default.
 
     Pass ``session=`` to use your own ``aiohttp.ClientSession``; the client then never closes
     it. ``timeout`` bounds a whole request, ``connect_timeout`` the connection, in seconds.
@@ -172,6 +173,7 @@ class UphanceClient:
         user_agent: str | None = None,
         allow_insecure: bool = False,
         on_request: Observer | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         if credentials is None and (email is not None or password is not None):
             if email is None or password is None:
@@ -185,6 +187,15 @@ class UphanceClient:
             raise ValueError("give either token=, or email= and password= (or credentials=)")
         positive_int("concurrency", concurrency)
         positive_int("max_in_flight", max_in_flight)
+        if limiter is None:
+            limiter = Limiter(max_in_flight, checked_rate(rate_limit, "rate_limit"))
+        elif not isinstance(limiter, RateLimiter):
+            raise TypeError(
+                "limiter must have max_in_flight, rate, slot(), throttled() and accepted() "
+                f"(see uphance_async.RateLimiter), not {type(limiter).__name__}"
+            )
+        elif rate_limit is not None:
+            raise ValueError("rate_limit configures the default limiter: not with limiter=")
         if on_request is not None and not callable(on_request):
             raise TypeError("on_request must be callable")
         timeouts = aiohttp.ClientTimeout(
@@ -205,13 +216,15 @@ class UphanceClient:
         else:
             assert token is not None
             self._auth = StaticToken(token)
-        self._shared = _Shared(timeout=timeouts, max_in_flight=max_in_flight, given_session=session)
+        self._shared = _Shared(
+            timeout=timeouts, max_in_flight=limiter.max_in_flight, given_session=session
+        )
         self._shared.session = session
         transport = Transport(
             base_url=self.base_url,
             session=self._live_session,
             auth=self._auth,
-            limiter=Limiter(max_in_flight, rate_limit),
+            limiter=limiter,
             retry=retry,
             timeout=timeouts,
             headers={"Accept": "application/json", "User-Agent": user_agent or USER_AGENT},
@@ -354,6 +367,20 @@ class UphanceClient:
             registry=self._registry,
             filters_given=params is not None,
         )
+
+    async def partitions(
+        self,
+        path: str,
+        count: int,
+        *,
+        key: str,
+        params: Mapping[str, Any] | None = None,
+        overlap: int = 0,
+    ) -> tuple[Checkpoint, ...]:
+        """Split the crawl of any paginated list, as ``customers.partitions`` does; run each
+        checkpoint as ``paginate(path, key=key, resume=checkpoint)``."""
+        endpoint: ListEndpoint[Record] = ListEndpoint(_user_path(path), key)
+        return await endpoint.partitions(self._transport, _query(params), count, overlap=overlap)
 
     async def organisations(self) -> tuple[Organisation, ...]:
         """``GET /organisations``: the organisations the signed-in user belongs to."""

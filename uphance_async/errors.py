@@ -4,6 +4,7 @@ Every error is an :class:`UphanceError`::
 
     UphanceError
     ├── ClientClosedError            the client was used after it was closed
+    ├── RateLimiterError             the shared rate limiter (Redis) cannot be reached
     ├── APIStatusError               the server answered with an error status
     │   ├── BadRequestError          400
     │   ├── AuthenticationError      401
@@ -44,6 +45,7 @@ __all__ = [
     "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiterError",
     "RecordEncodingError",
     "ResponseTooLargeError",
     "ResponseValidationError",
@@ -70,6 +72,10 @@ class UphanceError(Exception):
 
 class ClientClosedError(UphanceError, RuntimeError):
     """The client was closed (or is closing) and cannot send requests."""
+
+
+class RateLimiterError(UphanceError):
+    """The shared rate limiter cannot be used (Redis unreachable); nothing was sent."""
 
 
 class APIStatusError(UphanceError):

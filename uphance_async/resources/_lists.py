@@ -18,6 +18,7 @@ import orjson
 from .._convert import structure_hook, validation_error
 from .._events import Observer
 from .._transport import Transport, json_like
+from .._validate import positive_int
 from ..errors import ResponseValidationError
 from ..pagination import Checkpoint, Page, PageStream, StreamRegistry, id_key
 from ._shapes import answer_to, items, page_meta
@@ -60,6 +61,39 @@ class ListEndpoint(Generic[T]):
         found = pages.parse(await pages.download(number, None))
         converted = tuple(map(pages.convert, found.items, range(len(found.items))))
         return Page(items=converted, meta=found.meta)
+
+    async def partitions(
+        self, transport: Transport, params: dict[str, str], count: int, *, overlap: int = 0
+    ) -> tuple[Checkpoint, ...]:
+        """At most ``count`` checkpoints whose page ranges are contiguous and cover the list.
+
+        Page 1 tells how many pages there are (``meta.total_pages``, else ``total_count``
+        divided by its length). The last range is open-ended, so pages added meanwhile are
+        read; each other range reads ``overlap`` pages past its end as well.
+        """
+        positive_int("count", count)
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+            raise ValueError(f"overlap must be an int >= 0, not {overlap!r}")
+        pages = self.pages(transport, params)
+        first = pages.parse(await pages.download(1, None))
+        meta = first.meta
+        total = meta.total_pages
+        if total is None and meta.total_count is not None and first.items:
+            total = -(-meta.total_count // len(first.items))
+        ranges = min(count, max(1, total or 1))
+        size, extra = divmod(max(1, total or 1), ranges)
+        found = []
+        start = 1
+        for number in range(ranges):
+            end = start + size - (0 if number < extra else 1)
+            last = number == ranges - 1
+            found.append(
+                Checkpoint(
+                    next_page=start, params=dict(params), stop_page=None if last else end + overlap
+                )
+            )
+            start = end + 1
+        return tuple(found)
 
     def stream(
         self,

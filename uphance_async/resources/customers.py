@@ -148,6 +148,26 @@ class CustomersAPI:
             filters_given=status is not None or agent_contact is not None,
         )
 
+    async def partitions(
+        self,
+        count: int,
+        *,
+        status: str | None = None,
+        agent_contact: str | None = None,
+        overlap: int = 0,
+    ) -> tuple[Checkpoint, ...]:
+        """Split the crawl of ``GET /customers`` into at most ``count`` pieces of plain data.
+
+        Reads page 1 to learn how many pages there are, and returns checkpoints whose page
+        ranges are contiguous and cover page 1 to the end (the last one open-ended, so pages
+        added during the crawl are read). Run each as ``stream(resume=checkpoint)``, in any
+        process; ``uphance_async.converter`` turns them into JSON and back. ``overlap`` pages
+        more for every range but the last catch customers that move back across a boundary
+        when the list shrinks during the crawl (merge on ``id`` at the destination).
+        """
+        params = query_filters(status, agent_contact)
+        return await CUSTOMERS.partitions(self._transport, params, count, overlap=overlap)
+
     async def get(self, customer_id: int) -> Customer:
         """``GET /customers/{id}``: one customer; :class:`NotFoundError` if there is none."""
         path = path_of("customers", _validate.customer_id(customer_id))

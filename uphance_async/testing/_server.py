@@ -74,7 +74,8 @@ class FakeUphance:
     ``token`` is a token that never expires.
 
     Switches, all deterministic under ``seed``: ``latency`` (seconds added to every answer);
-    ``rate_limit``/``rate_burst`` (a token bucket answering 429 with ``Retry-After``);
+    ``rate_limit``/``rate_burst`` (a token bucket answering 429, with ``Retry-After`` unless
+    ``retry_after=False``);
     ``fault_rate`` (the share of GET requests that get one of ``faults``: a 500, 502 or 503,
     a dropped connection, a truncated body, an HTML body with status 200, or a ``slow_seconds``
     delay); ``cache_pages`` (encode each list page once, for benchmarks). ``on_request`` is
@@ -98,6 +99,7 @@ class FakeUphance:
         latency: float = 0.0,
         rate_limit: float | None = None,
         rate_burst: int | None = None,
+        retry_after: bool = True,
         fault_rate: float = 0.0,
         faults: tuple[Fault, ...] = FAULTS,
         slow_seconds: float = 2.0,
@@ -125,6 +127,7 @@ class FakeUphance:
         self.latency = latency
         self.rate_limit = rate_limit
         self.rate_burst = rate_burst if rate_burst is not None else max(1, int(rate_limit or 1))
+        self.retry_after = retry_after
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
         self.slow_seconds = slow_seconds
@@ -407,6 +410,8 @@ class FakeUphance:
             self._tokens -= 1
             return None
         self.throttled += 1
+        if not self.retry_after:
+            return _json(429, {"error": "Too many requests"})
         wait = max(1, math.ceil((1 - self._tokens) / self.rate_limit))
         return _json(429, {"error": "Too many requests"}, {"Retry-After": str(wait)})
 

@@ -1,0 +1,77 @@
+"""Many concurrent ``get()`` callers in one process, for the rate-limit benchmarks.
+
+``python -m benchmarks._callers URL TOKEN --callers 100 --seconds 20 [--redis URL --key K]``
+prints one JSON line: successful requests, 429 answers and errors, counted by the client's
+``on_request`` hook over the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from uphance_async import RequestEvent, RetryPolicy, UphanceClient
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    counts = {"ok": 0, "throttled": 0, "other": 0}
+
+    def count(event: RequestEvent) -> None:
+        if event.status == 200:
+            counts["ok"] += 1
+        elif event.throttled:
+            counts["throttled"] += 1
+        else:
+            counts["other"] += 1
+
+    limiter: Any = None
+    if args.redis:
+        from uphance_async.redis import RedisLimiter
+
+        limiter = RedisLimiter(args.redis, key=args.key)
+    client = UphanceClient(
+        token=args.token,
+        base_url=args.url,
+        on_request=count,
+        limiter=limiter,
+        retry=RetryPolicy(max_attempts=50),
+    )
+    errors = 0
+    deadline = time.monotonic() + args.seconds
+
+    async def caller(number: int) -> None:
+        nonlocal errors
+        while time.monotonic() < deadline:
+            try:
+                await client.customers.get(args.first_id + number % 50)
+            except Exception:
+                errors += 1
+
+    async with client:
+        if args.start_at:
+            await asyncio.sleep(max(0.0, args.start_at - time.time()))
+            deadline = time.monotonic() + args.seconds
+        started = time.monotonic()
+        await asyncio.gather(*(caller(n) for n in range(args.callers)))
+        elapsed = time.monotonic() - started
+    return {**counts, "errors": errors, "seconds": elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("token")
+    parser.add_argument("--callers", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--first-id", type=int, default=985_700)
+    parser.add_argument("--redis")
+    parser.add_argument("--key", default="uphance-benchmark")
+    parser.add_argument("--start-at", type=float, default=0.0)
+    print(json.dumps(asyncio.run(run(parser.parse_args()))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

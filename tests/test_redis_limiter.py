@@ -1,0 +1,200 @@
+"""RedisLimiter against a real Redis server on 127.0.0.1: one budget for many clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from itertools import pairwise
+from typing import Any
+
+import pytest
+
+from uphance_async import RateLimiter, RetryPolicy, UphanceClient
+from uphance_async.errors import RateLimiterError
+from uphance_async.redis import RedisLimiter
+from uphance_async.testing import FakeUphance
+
+
+@pytest.fixture
+async def key(request: pytest.FixtureRequest) -> str:
+    return f"test:{request.node.name}:{time.time_ns()}"
+
+
+@pytest.fixture
+async def limiters(redis_url: str) -> AsyncIterator[list[RedisLimiter]]:
+    made: list[RedisLimiter] = []
+    yield made
+    for limiter in made:
+        await limiter.aclose()
+
+
+def make(made: list[RedisLimiter], url: str, key: str, **options: Any) -> RedisLimiter:
+    limiter = RedisLimiter(url, key=key, **options)
+    made.append(limiter)
+    return limiter
+
+
+async def sends(limiter: RedisLimiter, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        async with limiter.slot() as sent_at:
+            times.append(sent_at)
+    return times
+
+
+def test_importing_the_package_leaves_redis_alone() -> None:
+    code = "import sys, uphance_async; print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+async def test_a_fixed_rate_is_shared_by_every_limiter_of_the_key(
+    redis_url: str, key: str, limiters: list[RedisLimiter]
+) -> None:
+    one, two = (make(limiters, redis_url, key, rate=20.0) for _ in range(2))
+    assert isinstance(one, RateLimiter)
+    first, second = await asyncio.gather(sends(one, 10), sends(two, 10))
+    times = sorted(first + second)
+    gaps = [b - a for a, b in pairwise(times)]
+    assert min(gaps) >= 0.05 - 1e-3
+    assert times[-1] - times[0] == pytest.approx(19 / 20, abs=0.02)
+    other = make(limiters, redis_url, key + ":other", rate=20.0)
+    started = time.monotonic()
+    await sends(other, 2)
+    assert time.monotonic() - started < 0.2  # another key, another budget
+
+
+async def test_a_pause_is_shared(redis_url: str, key: str, limiters: list[RedisLimiter]) -> None:
+    one, two = (make(limiters, redis_url, key) for _ in range(2))
+    (sent,) = await sends(one, 1)
+    await one.throttled(sent, retry_after=0.5)
+    (later,) = await sends(two, 1)
+    assert later - sent >= 0.45
+
+
+async def test_one_cut_per_episode_across_limiters(
+    redis_url: str, key: str, limiters: list[RedisLimiter]
+) -> None:
+    import redis.asyncio
+
+    group = [make(limiters, redis_url, key) for _ in range(4)]
+    sent: list[float] = []
+    for limiter in group:
+        sent += await sends(limiter, 20)
+    await asyncio.sleep(0.6)  # long enough to measure a rate
+    await asyncio.gather(
+        *(limiter.throttled(max(sent), None) for limiter in group for _ in range(5))
+    )
+    state = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        version = await state.hget(f"uphance-async:{{{key}}}", "version")
+    finally:
+        await state.aclose()
+    assert version == b"1"
+    rates = {limiter.rate for limiter in group}
+    assert None not in rates
+    (fresh,) = await sends(group[0], 1)
+    await asyncio.gather(*(limiter.throttled(fresh, None) for limiter in group))
+    assert group[0].rate is not None
+
+
+async def test_unreachable_redis_is_a_typed_error_or_the_local_fallback(
+    unreachable_url: str, limiters: list[RedisLimiter]
+) -> None:
+    dead = unreachable_url.replace("http://", "redis://") + "/0"
+    async with FakeUphance(customers=20) as server:
+        strict = make(limiters, dead, "k")
+        async with UphanceClient(token=server.token, base_url=server.url, limiter=strict) as c:
+            with pytest.raises(RateLimiterError, match="cannot be reached"):
+                await c.customers.get(server.ids()[0])
+        assert server.requests == []
+        lenient = make(limiters, dead, "k", fallback="local", rate=50.0)
+        async with UphanceClient(token=server.token, base_url=server.url, limiter=lenient) as c:
+            for wanted in server.ids()[:3]:
+                assert (await c.customers.get(wanted)).id == wanted
+        assert len(server.requests) == 3
+
+
+def test_limiter_arguments_are_checked(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="key"):
+        RedisLimiter(redis_url, key=" ")
+    with pytest.raises(ValueError, match="fallback"):
+        RedisLimiter(redis_url, key="k", fallback="none")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rate"):
+        RedisLimiter(redis_url, key="k", rate=0)
+    with pytest.raises(TypeError, match="limiter"):
+        UphanceClient(token="t", limiter=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rate_limit"):
+        UphanceClient(token="t", limiter=RedisLimiter(redis_url, key="k"), rate_limit=5)
+
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from uphance_async import RetryPolicy, UphanceClient
+    from uphance_async.redis import RedisLimiter
+
+    url, token, redis_url, key, seconds, first = sys.argv[1:7]
+    async def main():
+        counts = {"ok": 0, "throttled": 0}
+        def count(event):
+            if event.status == 200:
+                counts["ok"] += 1
+            elif event.throttled:
+                counts["throttled"] += 1
+        limiter = RedisLimiter(redis_url, key=key)
+        client = UphanceClient(token=token, base_url=url, limiter=limiter, on_request=count,
+                               retry=RetryPolicy(max_attempts=30, max_retry_after=2))
+        deadline = time.monotonic() + float(seconds)
+        async def caller():
+            while time.monotonic() < deadline:
+                await client.customers.get(int(first))
+        async with client:
+            await asyncio.gather(*(caller() for _ in range(30)))
+        await limiter.aclose()
+        print(json.dumps(counts))
+    asyncio.run(main())
+    """
+)
+
+
+def test_processes_sharing_a_key_stay_within_the_servers_budget(
+    redis_url: str, key: str, thread_served: Callable[[FakeUphance], FakeUphance]
+) -> None:
+    server = thread_served(FakeUphance(customers=10, rate_limit=20, rate_burst=5))
+    seconds = 4.0
+    argv = [server.url, server.token, redis_url, key, str(seconds), str(server.ids()[0])]
+    started = time.monotonic()
+    workers = [
+        subprocess.Popen([sys.executable, "-c", WORKER, *argv], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    results = [json.loads(worker.communicate(timeout=60)[0]) for worker in workers]
+    elapsed = time.monotonic() - started
+    ok = sum(r["ok"] for r in results)
+    throttled = sum(r["throttled"] for r in results)
+    assert all(worker.returncode == 0 for worker in workers)
+    assert ok <= 20 * elapsed + 5  # what the server let through, at most
+    assert throttled == server.throttled
+    assert throttled / (ok + throttled) < 0.1, results
+    assert ok >= 20  # every process got through
+
+
+async def test_a_client_with_a_redis_limiter_streams(
+    redis_url: str, key: str, limiters: list[RedisLimiter]
+) -> None:
+    async with FakeUphance(customers=250, page_size=25) as server:
+        limiter = make(limiters, redis_url, key, rate=200.0, max_in_flight=4)
+        client = UphanceClient(
+            token=server.token, base_url=server.url, limiter=limiter, retry=RetryPolicy()
+        )
+        async with client:
+            ids = [c.id async for c in client.customers.stream(status="all")]
+            assert client.rate_limit == 200.0
+        assert ids == server.ids("all")
+        assert server.max_in_flight <= 4

@@ -1,0 +1,326 @@
+"""A rate budget shared by every client, process and machine that uses the same Redis key.
+
+``pip install "uphance-async[redis]"``, then::
+
+    from uphance_async import UphanceClient
+    from uphance_async.redis import RedisLimiter
+
+    limiter = RedisLimiter("redis://127.0.0.1:6379/0", key="uphance:acme")
+    async with UphanceClient(token=..., limiter=limiter) as client:
+        ...
+
+What lives in Redis (one hash, ``uphance-async:{key}``, and one of counters beside it): the send
+schedule (GCRA: the earliest time the next request may go) and the adaptive state of
+:mod:`uphance_async._ratelimit` (the rate measured at the last cut, the time of that cut, the
+``Retry-After`` pause). Every send is one Lua script call, which reserves the next send time
+on Redis's own clock (``TIME``), so the machines' clocks do not matter. A 429 is decided in
+Python by the same function as the in-process limiter's, and written back with a
+compare-and-set script: when many processes see 429s of one episode, exactly one cut lands and
+the others find their 429s already accounted for. ``max_in_flight`` stays per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from ._ratelimit import (
+    NEVER,
+    Limiter,
+    Throttle,
+    after_429,
+    checked_in_flight,
+    checked_rate,
+    rate_at,
+    smoothed,
+)
+from .errors import RateLimiterError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisLimiter"]
+
+logger = logging.getLogger("uphance_async")
+
+_SLOT = 0.25  # seconds per counter of sends and 429s
+_SLOTS = 8  # the counters that make the two-second window
+_TTL = 3600  # seconds the state outlives the last request
+_FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at")
+_RETRY_REDIS = 5.0  # seconds in local fallback before trying Redis again
+
+# KEYS: the state hash, the counters hash. ARGV: seconds between sends (0: no cap), slot
+# length, slots kept, TTL. Reserves the next send time; returns it, Redis's now and the state.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tat', 'paused_until')
+local send = math.max(now, tonumber(state[2] or '-1e18'))
+local interval = tonumber(ARGV[1])
+if interval > 0 then
+  send = math.max(send, tonumber(state[1] or '0'))
+  redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', send + interval))
+end
+local slot = math.floor(send / tonumber(ARGV[2]))
+redis.call('HINCRBY', KEYS[2], 's' .. slot, 1)
+redis.call('HDEL', KEYS[2], 's' .. (slot - 2 * ARGV[3]), 't' .. (slot - 2 * ARGV[3]))
+redis.call('HSETNX', KEYS[1], 'first_send', string.format('%.6f', send))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+local fields = redis.call('HMGET', KEYS[1], 'version', 'w_max', 'slow_start', 'last_cut',
+  'paused_until', 'paused_at')
+return {string.format('%.6f', now), string.format('%.6f', send), unpack(fields, 1, 6)}
+"""
+
+# KEYS: the state hash, the counters hash. ARGV: the slot of a 429 to count ('' for none),
+# slot length, slots kept. Returns Redis's now, the state, first_send and the window's counts.
+_READ = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[2], 't' .. ARGV[1], 1) end
+local current = math.floor(now / tonumber(ARGV[2]))
+local names = {}
+for i = 0, tonumber(ARGV[3]) - 1 do
+  names[#names + 1] = 's' .. (current - i)
+  names[#names + 1] = 't' .. (current - i)
+end
+local counts = redis.call('HMGET', KEYS[2], unpack(names))
+local fields = redis.call('HMGET', KEYS[1], 'version', 'w_max', 'slow_start', 'last_cut',
+  'paused_until', 'paused_at', 'first_send')
+local answer = {string.format('%.6f', now)}
+for i = 1, 7 do answer[#answer + 1] = fields[i] or '' end
+for i = 1, #counts do answer[#answer + 1] = counts[i] or '0' end
+return answer
+"""
+
+# KEYS: the state hash. ARGV: the version read, then field/value pairs. Writes them only if
+# nobody changed the state since it was read; 1 when written.
+_WRITE = """
+local version = redis.call('HGET', KEYS[1], 'version') or '0'
+if version ~= ARGV[1] then return 0 end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+
+def _number(value: Any, default: float) -> float:
+    if value in (None, b"", ""):
+        return default
+    return float(value)
+
+
+def _state(values: list[Any]) -> tuple[str, Throttle]:
+    """The version and state from the fields ``version``, then those of :data:`_FIELDS`."""
+    version = values[0].decode() if isinstance(values[0], bytes) else str(values[0] or "0")
+    return version or "0", Throttle(
+        w_max=_number(values[1], 0.0),
+        slow_start=_number(values[2], 0.0) == 1.0,
+        last_cut=_number(values[3], NEVER),
+        paused_until=_number(values[4], NEVER),
+        paused_at=_number(values[5], NEVER),
+    )
+
+
+class RedisLimiter:
+    """A :class:`~uphance_async.RateLimiter` whose budget lives in Redis under ``key``.
+
+    ``redis`` is a ``redis.asyncio.Redis`` or a ``redis://`` URL. Every client using the same
+    Redis and ``key`` shares one budget: a fixed ``rate`` (requests per second) as is, or with
+    ``rate=None`` a rate that adapts to 429s once per episode across all of them. Choose the key
+    by the scope of Uphance's budget for you (per user, organisation or token: nobody publishes
+    which), e.g. ``"uphance:<organisation id>"``; never the token itself.
+    ``max_in_flight`` caps requests in flight in this process.
+
+    If Redis cannot be reached, requests fail with
+    :class:`~uphance_async.errors.RateLimiterError`; with ``fallback="local"`` they go through
+    an in-process limiter instead (and Redis is tried again every few seconds), never unthrottled.
+    """
+
+    def __init__(
+        self,
+        redis: Redis | str,
+        *,
+        key: str,
+        rate: float | None = None,
+        max_in_flight: int = 16,
+        fallback: Literal["error", "local"] = "error",
+    ) -> None:
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError(f"key must be a non-empty str naming the shared budget, not {key!r}")
+        if fallback not in ("error", "local"):
+            raise ValueError(f"fallback must be 'error' or 'local', not {fallback!r}")
+        if isinstance(redis, str):
+            from redis.asyncio import Redis as Client
+
+            self._redis: Any = Client.from_url(
+                redis, socket_timeout=2.0, socket_connect_timeout=2.0
+            )
+        else:
+            self._redis = redis
+        self._url = redis if isinstance(redis, str) else None
+        self.key = key
+        self._keys = [f"uphance-async:{{{key}}}", f"uphance-async:{{{key}}}:counts"]
+        self._fixed = checked_rate(rate)
+        self._slots = anyio.CapacityLimiter(checked_in_flight(max_in_flight))
+        self._gate = anyio.Lock()
+        self._fallback = fallback
+        self._local = Limiter(max_in_flight, rate, clock=self._now)
+        self._local_until = -math.inf
+        self._state = Throttle()
+        self._offset = 0.0  # Redis's clock minus this machine's
+        self._rtt = 0.0
+        self._scripts: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisLimiter(key={self.key!r}, rate={self._fixed!r})"
+
+    @property
+    def max_in_flight(self) -> int:
+        """The cap on requests in flight in this process."""
+        return int(self._slots.total_tokens)
+
+    @property
+    def rate(self) -> float | None:
+        """The shared cap in requests per second, as of this process's last look at Redis."""
+        if self._fixed is not None:
+            return self._fixed
+        return rate_at(self._state, self._now())
+
+    def _now(self) -> float:
+        return time.time() + self._offset
+
+    def _script(self, source: str) -> Any:
+        if source not in self._scripts:
+            self._scripts[source] = self._redis.register_script(source)
+        return self._scripts[source]
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[float]:
+        """Hold one of this process's places in flight, once the shared budget allows."""
+        if self._in_fallback():
+            async with self._local.slot() as sent_at:
+                yield sent_at
+            return
+        async with self._slots:
+            sent_at = await self._reserve()
+            try:
+                yield sent_at
+            finally:
+                self._rtt = smoothed(self._rtt, self._now() - sent_at)
+
+    async def _reserve(self) -> float:
+        # One reservation at a time per process: a cut or a pause then delays at most one
+        # request of each process that reserved before it.
+        async with self._gate:
+            rate = self.rate
+            interval = 1.0 / rate if rate is not None else 0.0
+            answer = await self._call(
+                _ACQUIRE, self._keys, [f"{interval:.9f}", _SLOT, _SLOTS, _TTL]
+            )
+            if answer is None:
+                return await self._fallback_reserve()
+            now, send = float(answer[0]), float(answer[1])
+            self._offset = now - time.time()
+            _, self._state = _state(answer[2:])
+            if send > now:
+                await anyio.sleep(send - now)
+        return send
+
+    async def _fallback_reserve(self) -> float:
+        async with self._local.slot() as sent_at:
+            return sent_at
+
+    async def accepted(self, sent_at: float) -> None:
+        """Nothing to do: Redis counts sends, and accepted ones are sends minus 429s."""
+        if self._in_fallback():
+            await self._local.accepted(sent_at)
+
+    async def throttled(self, sent_at: float, retry_after: float | None) -> None:
+        """A 429: pause everyone for ``retry_after``; cut the shared rate once per episode."""
+        if self._in_fallback():
+            await self._local.throttled(sent_at, retry_after)
+            return
+        count: object = math.floor(sent_at / _SLOT)
+        for _ in range(10):  # a conflict means another process decided meanwhile: look again
+            answer = await self._call(_READ, self._keys, [count, _SLOT, _SLOTS])
+            if answer is None:
+                await self._local.throttled(sent_at, retry_after)
+                return
+            count = ""
+            now = float(answer[0])
+            version, state = _state(answer[1:7])
+            first_send = _number(answer[7], now)
+            counts = [int(value) for value in answer[8:]]
+            decided = after_429(
+                state,
+                now=now,
+                sent_at=sent_at,
+                retry_after=retry_after,
+                adaptive=self._fixed is None,
+                rtt=self._rtt,
+                accepted=functools.partial(_accepted_rate, counts, now, first_send),
+                accepted_count=sum(counts[0::2]) - sum(counts[1::2]),
+            )
+            if decided == state:
+                self._state = state
+                return
+            changes = [item for name in _FIELDS for item in (name, _encode(getattr(decided, name)))]
+            if await self._call(_WRITE, self._keys[:1], [version, *changes]):
+                self._state = decided
+                return
+
+    async def _call(self, source: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script; ``None`` when Redis failed and the local fallback takes over."""
+        from redis.exceptions import RedisError
+
+        try:
+            return await self._script(source)(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            if self._fallback != "local":
+                raise RateLimiterError(
+                    f"the shared rate limiter (Redis, key {self.key!r}) cannot be reached: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            logger.warning(
+                "Redis for the shared rate limit %r failed (%s); limiting in this process "
+                "for %.0f s",
+                self.key,
+                exc,
+                _RETRY_REDIS,
+            )
+            self._local_until = time.monotonic() + _RETRY_REDIS
+            return None
+
+    def _in_fallback(self) -> bool:
+        return time.monotonic() < self._local_until
+
+    async def aclose(self) -> None:
+        """Close the Redis connection this limiter made from a URL (a given client is kept)."""
+        if self._url is not None:
+            await self._redis.aclose()
+
+
+def _encode(value: float | bool) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return f"{value:.6f}"
+
+
+def _accepted_rate(counts: list[int], now: float, first_send: float, window: float) -> float | None:
+    """Accepted requests per second over ``window`` from the per-slot counts (newest first,
+    sends and 429s interleaved); ``None`` when sending began too recently to tell."""
+    if now - first_send < _SLOT * _SLOTS / 4:
+        return None
+    # The newest counter is still filling: the window is made of those before it.
+    slots = max(1, min(_SLOTS - 1, round(window / _SLOT)))
+    span = min(slots * _SLOT, now - first_send)
+    sends, refused = counts[2 : 2 + 2 * slots : 2], counts[3 : 3 + 2 * slots : 2]
+    return max(0, sum(sends) - sum(refused)) / max(span, _SLOT)
