@@ -114,3 +114,23 @@ def test_fake_server_serves_until_interrupted(tmp_path: Path) -> None:
         server.communicate(timeout=30)
     assert server.returncode == 130
     assert time.monotonic() - started < 30
+
+
+def test_ctrl_c_on_get_says_interrupted_without_resume(
+    thread_served: Callable[[FakeUphance], FakeUphance], tmp_path: Path
+) -> None:
+    fake = thread_served(FakeUphance(customers=10, fault_rate=1.0, faults=("slow",)))
+    fake.slow_seconds = 3.0
+    process = subprocess.Popen(
+        [*CLI, "customers", "get", str(fake.ids()[0]), "--base-url", fake.url],
+        env={**os.environ, "UPHANCE_TOKEN": fake.token},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err.strip() == "uphance-async: interrupted"

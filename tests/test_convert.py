@@ -393,3 +393,14 @@ def test_fast_and_thorough_paths_agree_on_odd_input(data: dict[str, Any]) -> Non
             structure(data, Customer)
     else:
         assert structure(data, Customer) == expected
+
+
+def test_generated_structuring_code_shows_in_tracebacks() -> None:
+    import linecache
+
+    from uphance_async._convert import structure_hook
+
+    structure_hook(Customer)
+    lines = linecache.getlines("<fast structure uphance_async.models.Customer>")
+    assert lines[0].startswith("def fast(o):")
+    assert any("cl(" in line for line in lines)
