@@ -28,16 +28,21 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from uphance_async import Checkpoint, RetryPolicy, UphanceClient, export_customers
+from uphance_async import Checkpoint, RequestEvent, RetryPolicy, UphanceClient, export_customers
 from uphance_async.errors import UphanceError
 
 ATTEMPTS = 3
 
 
-def connect(options: dict[str, Any], organisation: int | None = None) -> UphanceClient:
+def connect(
+    options: dict[str, Any],
+    organisation: int | None = None,
+    on_request: Callable[[RequestEvent], None] | None = None,
+) -> UphanceClient:
     """A client for ``options`` (what the command line gave), on the running loop."""
     limiter = None
     if options.get("redis"):
@@ -49,6 +54,7 @@ def connect(options: dict[str, Any], organisation: int | None = None) -> Uphance
         "concurrency": options["concurrency"],
         "limiter": limiter,
         "retry": RetryPolicy(max_attempts=options["max_attempts"]),
+        "on_request": on_request,
     }
     if organisation is not None:
         return UphanceClient(
@@ -83,10 +89,17 @@ async def export_partition(
     output = Path(options["output_dir"]) / f"{name}.jsonl"
     started = time.perf_counter()
     last_error = ""
+    counts = {"pages": 0, "retries": 0}
+
+    def count(event: RequestEvent) -> None:
+        # Across attempts: a failed attempt's pages are in the file too.
+        counts["pages"] += event.url_path == "/customers" and event.status == 200
+        counts["retries"] += event.attempt > 1
+
     for attempt in range(1, ATTEMPTS + 1):
-        async with connect(options, organisation) as client:
+        async with connect(options, organisation, count) as client:
             try:
-                stats, _ = await export_customers(
+                await export_customers(
                     client,
                     output,
                     status=options["status"] if partition is None else None,
@@ -98,11 +111,13 @@ async def export_partition(
             except UphanceError as error:
                 last_error = f"{type(error).__name__}: {error}"
                 continue
+        with output.open("rb") as written:
+            customers = sum(1 for _ in written)
         return {
             "name": name,
-            "customers": stats.items_yielded,
-            "pages": stats.pages_fetched,
-            "retries": stats.retries,
+            "customers": customers,
+            "pages": counts["pages"],
+            "retries": counts["retries"],
             "attempts": attempt,
             "seconds": round(time.perf_counter() - started, 2),
         }

@@ -131,7 +131,8 @@ def test_the_dask_recipe_exports_partitions_and_resumes_failed_ones(
         "1",
     )
     assert summary["tasks"] == 4
-    assert summary["customers"] == 1200
+    assert summary["customers"] == 1200  # counted in the files, across attempts
+    assert summary["pages"] >= 24
     assert summary["failed attempts"] >= 1
     assert exported(out, "part-*.jsonl") == server.ids("all")
     assert sorted(p.name for p in out.iterdir()) == [f"part-{n:04d}.jsonl" for n in range(4)]
