@@ -118,8 +118,10 @@ async def test_the_rate_climbs_holds_then_probes_beyond() -> None:
     assert rate_at(state, 2.0) == pytest.approx(45.0)
     assert rate_at(state, 11.0) == pytest.approx(45.0)  # held below what the server accepted
     assert rate_at(state, 14.0) == pytest.approx(45.0 + 50 * 0.05 * 2)
-    paused = Throttle(w_max=50.0, last_cut=0.0, paused_until=5.0)
-    assert rate_at(paused, 5.0) == pytest.approx(35.0)  # the climb starts after the pause
+    paused = Throttle(w_max=50.0, last_cut=0.0, paused_until=1.0)
+    assert rate_at(paused, 0.5) == pytest.approx(45.0)  # the server's pause was the cut
+    assert rate_at(paused, 13.0) == pytest.approx(45.0)  # held, counted from the pause's end
+    assert rate_at(paused, 15.0) == pytest.approx(45.0 + 50 * 0.05 * 2)
 
 
 def test_after_429_measures_the_accepted_rate() -> None:

@@ -20,7 +20,9 @@ are), changed where a request rate differs from a congestion window:
   whatever the rate, up to 90 % of the measured rate (a burst the server's bucket released
   inflates the measure); the rate then holds for ten seconds and probes beyond linearly, 5 % a
   second, since with ``Retry-After`` every probe that overshoots costs a whole pause, and a
-  slow overshoot is measured more precisely.
+  slow overshoot is measured more precisely. After a ``Retry-After`` pause the rate resumes on
+  the plateau: the pause already let the server's bucket refill, and a deeper cut on top of it
+  only wastes the budget.
 - **No stampede.** Requests pass a gate one at a time, each at least ``1 / rate`` after the one
   before, the rate read afresh as each waits: queued requests (retries included) leave a
   ``Retry-After`` pause or a cut evenly spaced rather than all at once, and follow a rate that
@@ -77,6 +79,9 @@ def rate_at(state: Throttle, now: float) -> float | None:
     elapsed = max(0.0, now - max(state.last_cut, state.paused_until))
     if state.slow_start:
         share = 2 ** min(elapsed / _DOUBLING, 60.0)
+    elif state.paused_until > state.last_cut:
+        # The server's pause already let its bucket refill: resume on the plateau.
+        share = _HOLD_SHARE + _PROBE * max(0.0, elapsed - _K - _HOLD)
     elif elapsed < _K:
         # CUBIC's concave climb, from the cut to the plateau.
         share = _BETA + (_HOLD_SHARE - _BETA) * (1 - (1 - elapsed / _K) ** 3)
