@@ -164,8 +164,10 @@ _SHOWN_STEPS = 6
 
 
 def _unwritable(record: Any, error: BaseException) -> tuple[str, str]:
-    """Where in ``record`` it cannot be encoded, and why: the deepest place, found without
-    recursion (the record is what is too deep for recursion)."""
+    """Where in ``record`` it cannot be encoded, and why: for a record too deep, its deepest
+    place, found without recursion (the record is what is too deep for recursion)."""
+    if not isinstance(error, RecursionError):
+        return "$", str(error)[:200]
     deepest: list[str] = []
     stack: list[tuple[Any, list[str]]] = [(record, [])]
     while stack:
@@ -176,10 +178,8 @@ def _unwritable(record: Any, error: BaseException) -> tuple[str, str]:
             stack.extend((item, [*steps, f".{key}"]) for key, item in value.items())
         elif isinstance(value, list):
             stack.extend((item, [*steps, f"[{n}]"]) for n, item in enumerate(value))
-    if isinstance(error, RecursionError):
-        shown = "".join(deepest[:_SHOWN_STEPS]) + ("..." if len(deepest) > _SHOWN_STEPS else "")
-        return f"${shown}", f"nested {len(deepest)} levels deep"
-    return "$", str(error)[:200]
+    shown = "".join(deepest[:_SHOWN_STEPS]) + ("..." if len(deepest) > _SHOWN_STEPS else "")
+    return f"${shown}", f"nested {len(deepest)} levels deep"
 
 
 def checkpoint_path(output: Path) -> Path:

@@ -36,7 +36,7 @@ def _datetime(value: Any) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _optional(hint: Any) -> Any:
+def unwrap_optional(hint: Any) -> Any:
     """``X`` for ``X | None``, else the hint itself."""
     if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union:
         args = [arg for arg in typing.get_args(hint) if arg is not NoneType]
@@ -49,7 +49,7 @@ def held_classes(cl: type) -> list[type]:
     """The attrs classes that fields of ``cl`` hold, alone or in a tuple."""
     found = []
     for hint in typing.get_type_hints(cl).values():
-        kind = _optional(hint)
+        kind = unwrap_optional(hint)
         if typing.get_origin(kind) is tuple:
             kind = typing.get_args(kind)[0]
         if isinstance(kind, type) and attrs.has(kind):
@@ -72,7 +72,7 @@ def build(cl: type, known: dict[type, Callable[[Any], Any]]) -> Callable[[Any], 
     for index, field in enumerate(attrs.fields(cl)):
         var = f"v{index}"
         args.append(var)
-        kind = _optional(hints[field.name])
+        kind = unwrap_optional(hints[field.name])
         if field.default is attrs.NOTHING:
             lines.append(f"    {var} = o[{field.name!r}]")
             guard = ""

@@ -7,6 +7,7 @@ Temporary files are made beside their target, named ``.<target name>.<random>``,
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import sys
 import tempfile
@@ -35,13 +36,9 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def remove_leftovers(path: Path) -> None:
     """Delete the temporaries that :func:`write_atomically` of ``path`` left when killed."""
-    for leftover in path.parent.glob(f".{_glob_escape(path.name)}.*"):
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{ch}]" if ch in "*?[" else ch for ch in name)
 
 
 def sync_directory(path: Path) -> None:

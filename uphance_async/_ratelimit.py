@@ -40,7 +40,16 @@ from typing import Protocol, runtime_checkable
 import anyio
 import attrs
 
-__all__ = ["Limiter", "RateLimiter", "Throttle", "after_429", "rate_at", "smoothed"]
+__all__ = [
+    "WINDOW",
+    "Limiter",
+    "RateLimiter",
+    "Throttle",
+    "after_429",
+    "rate_at",
+    "smoothed",
+    "too_early",
+]
 
 _BETA = 0.7  # a cut keeps this share of the accepted rate
 _HOLD_SHARE = 0.9  # the plateau, as a share of the accepted rate (which a burst inflates)
@@ -49,7 +58,7 @@ _HOLD = 10.0  # seconds on the plateau before probing above it
 _PROBE = 0.05  # the probe's slope: +5 % of the accepted rate per second
 _DOUBLING = 0.5  # seconds per doubling in slow start
 _MIN_RATE = 0.5
-_WINDOW = 2.0  # seconds of accepted requests kept
+WINDOW = 2.0  # seconds of accepted requests kept
 _MEASURE = 0.5  # the last seconds the cut is measured on: when the server refused, not before
 _MIN_CUT_INTERVAL = 0.05
 _NAP = 0.1  # the longest a waiting request sleeps before it looks at the rate again
@@ -119,11 +128,16 @@ def after_429(
     measured = accepted(_MEASURE)
     if measured is None:
         # A burst the server absorbed: start low and grow fast until the next 429.
-        w_max, slow_start = max(_MIN_RATE, accepted_count / _WINDOW), True
+        w_max, slow_start = max(_MIN_RATE, accepted_count / WINDOW), True
     else:
         base = measured if current is None else min(current, measured)
         w_max, slow_start = max(_MIN_RATE, base), False
     return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now)
+
+
+def too_early(now: float, first_send: float | None) -> bool:
+    """Whether sending began too recently for a measured rate to tell anything."""
+    return first_send is None or now - first_send < WINDOW / 4
 
 
 def accepted_rate(
@@ -131,7 +145,7 @@ def accepted_rate(
 ) -> float | None:
     """Requests per second among ``times`` (send times, oldest first) over the last ``window``
     seconds; ``None`` when sending began too recently to tell."""
-    if first_send is None or now - first_send < _WINDOW / 4:
+    if first_send is None or too_early(now, first_send):
         return None
     span = min(window, now - first_send)
     return sum(1 for sent in times if sent >= now - span) / span
@@ -245,7 +259,7 @@ class Limiter:
         self._forget(self._clock())
 
     def _forget(self, now: float) -> None:
-        while self._accepted and self._accepted[0] < now - _WINDOW:
+        while self._accepted and self._accepted[0] < now - WINDOW:
             self._accepted.popleft()
 
     async def throttled(self, sent_at: float, retry_after: float | None) -> None:

@@ -126,14 +126,13 @@ def client_from(args: argparse.Namespace) -> tuple[UphanceClient, int | None]:
     try:
         if token is not None:
             return UphanceClient(token=token, **options), organisation
-        if email is not None and password is not None:
-            client = UphanceClient(
-                email=email, password=password, organisation_id=organisation, **options
-            )
-            return client, None
+        # _credentials made sure that e-mail and password are both there.
+        client = UphanceClient(
+            email=email, password=password, organisation_id=organisation, **options
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    raise UsageError(_NO_CREDENTIALS)
+    return client, None
 
 
 @contextlib.asynccontextmanager

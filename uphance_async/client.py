@@ -88,6 +88,13 @@ def _user_path(path: object) -> str:
     return quote(path, safe="/-._~!$&'()*+,;=:@%")
 
 
+def _raw_list(path: str, key: object) -> ListEndpoint[Record]:
+    """The list a user names by ``path`` and ``key`` (for ``paginate`` and ``partitions``)."""
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be the name of the list in the answer, not {key!r}")
+    return ListEndpoint(_user_path(path), key)
+
+
 def _query(params: Mapping[str, Any] | None) -> dict[str, str]:
     """Query parameters as strings (``True`` is ``"true"``); ``None`` values are left out."""
     if params is None:
@@ -217,9 +224,11 @@ class UphanceClient:
             assert token is not None
             self._auth = StaticToken(token)
         self._shared = _Shared(
-            timeout=timeouts, max_in_flight=limiter.max_in_flight, given_session=session
+            timeout=timeouts,
+            max_in_flight=limiter.max_in_flight,
+            given_session=session,
+            session=session,
         )
-        self._shared.session = session
         transport = Transport(
             base_url=self.base_url,
             session=self._live_session,
@@ -352,10 +361,7 @@ class UphanceClient:
         order (``ordered=False``: as they come), bounded memory, records deduplicated on
         ``"id"``, ``.stats``, ``.checkpoint`` and ``resume=``.
         """
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"key must be the name of the list in the answer, not {key!r}")
-        endpoint: ListEndpoint[Record] = ListEndpoint(_user_path(path), key)
-        return endpoint.stream(
+        return _raw_list(path, key).stream(
             self._transport,
             _query(params),
             concurrency=self.concurrency if concurrency is None else concurrency,
@@ -379,8 +385,9 @@ class UphanceClient:
     ) -> tuple[Checkpoint, ...]:
         """Split the crawl of any paginated list, as ``customers.partitions`` does; run each
         checkpoint as ``paginate(path, key=key, resume=checkpoint)``."""
-        endpoint: ListEndpoint[Record] = ListEndpoint(_user_path(path), key)
-        return await endpoint.partitions(self._transport, _query(params), count, overlap=overlap)
+        return await _raw_list(path, key).partitions(
+            self._transport, _query(params), count, overlap=overlap
+        )
 
     async def organisations(self) -> tuple[Organisation, ...]:
         """``GET /organisations``: the organisations the signed-in user belongs to."""

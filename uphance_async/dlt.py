@@ -33,6 +33,7 @@ from dlt.common.schema.typing import TColumnSchema
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 
+from ._fastpath import unwrap_optional
 from ._retry import RetryPolicy
 from .client import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, UphanceClient
 from .models import Customer
@@ -60,12 +61,7 @@ _TYPES: dict[Any, str] = {
 def _object_fields(model: type) -> frozenset[str]:
     """The fields of ``model`` that hold one other model (``last_order``)."""
     hints = typing.get_type_hints(model)
-    return frozenset(
-        field.name
-        for field in attrs.fields(model)
-        if any(attrs.has(arg) for arg in (hints[field.name], *typing.get_args(hints[field.name])))
-        and typing.get_origin(hints[field.name]) is not tuple
-    )
+    return frozenset(name for name, hint in hints.items() if attrs.has(unwrap_optional(hint)))
 
 
 _CUSTOMER_OBJECTS = _object_fields(Customer)
@@ -86,10 +82,7 @@ def columns_of(model: type, prefix: str = "") -> dict[str, TColumnSchema]:
     columns: dict[str, TColumnSchema] = {}
     hints = typing.get_type_hints(model)
     for field in attrs.fields(model):
-        kind = hints[field.name]
-        options = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        if len(options) == 1:
-            kind = options[0]
+        kind = unwrap_optional(hints[field.name])
         name = prefix + field.name
         if kind in _TYPES:
             columns[name] = {"data_type": _TYPES[kind], "nullable": name != "id"}  # type: ignore[typeddict-item]

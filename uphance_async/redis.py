@@ -33,6 +33,7 @@ import anyio
 
 from ._ratelimit import (
     NEVER,
+    WINDOW,
     Limiter,
     Throttle,
     after_429,
@@ -40,6 +41,7 @@ from ._ratelimit import (
     checked_rate,
     rate_at,
     smoothed,
+    too_early,
 )
 from .errors import RateLimiterError
 
@@ -51,7 +53,7 @@ __all__ = ["RedisLimiter"]
 logger = logging.getLogger("uphance_async")
 
 _SLOT = 0.25  # seconds per counter of sends and 429s
-_SLOTS = 8  # the counters that make the two-second window
+_SLOTS = round(WINDOW / _SLOT)  # the counters that make the measuring window
 _TTL = 3600  # seconds the state outlives the last request
 _FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at")
 _RETRY_REDIS = 5.0  # seconds in local fallback before trying Redis again
@@ -317,7 +319,7 @@ def _encode(value: float | bool) -> str:
 def _accepted_rate(counts: list[int], now: float, first_send: float, window: float) -> float | None:
     """Accepted requests per second over ``window`` from the per-slot counts (newest first,
     sends and 429s interleaved); ``None`` when sending began too recently to tell."""
-    if now - first_send < _SLOT * _SLOTS / 4:
+    if too_early(now, first_send):
         return None
     # The newest counter is still filling: the window is made of those before it.
     slots = max(1, min(_SLOTS - 1, round(window / _SLOT)))
