@@ -83,10 +83,21 @@ def create_app(make_client: Callable[[], UphanceClient] = client_from_environmen
         request: Request, status: Literal["active", "inactive", "all"] = "active"
     ) -> StreamingResponse:
         client: UphanceClient = request.app.state.uphance
+        stream = client.customers.stream(status=status, raw=True)
+        # The first page is read before the answer starts, so that a bad token or an
+        # unreachable Uphance is an error status (see error_answer), not a cut-off 200.
+        try:
+            first = await anext(stream, None)
+        except BaseException:
+            await stream.aclose()
+            raise
 
         async def lines() -> AsyncIterator[bytes]:
             # Closing the stream (client gone, or done) stops its page requests at once.
-            async with client.customers.stream(status=status, raw=True) as stream:
+            async with stream:
+                if first is None:
+                    return
+                yield orjson.dumps(first) + b"\n"
                 async for record in stream:
                     yield orjson.dumps(record) + b"\n"
 

@@ -271,7 +271,7 @@ def test_wrong_password_exits_1_without_echoing_it(
 
 
 def test_demo_exports_every_customer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    output = tmp_path / "out" / "customers.jsonl"
+    output = tmp_path / "customers.jsonl"
     assert main(["demo", "--customers", "345", "--latency", "0", "--output", str(output)]) == 0
     ids = [json.loads(line)["id"] for line in output.read_text().splitlines()]
     assert len(ids) == 345 == len(set(ids))
@@ -322,9 +322,58 @@ class FakeTerminal:
 def test_progress_shows_pages_customers_rate_and_eta() -> None:
     terminal = FakeTerminal()
     progress = Progress(terminal)
-    stats = StreamStats(pages_fetched=3, items_yielded=250, total_pages=10, total_count=1000)
+    stats = StreamStats(
+        pages_fetched=4, pages_done=3, items_yielded=250, total_pages=10, total_count=1000
+    )
     stats.started = stats.finished = None
     progress(stats, final=True)
-    assert "3/10 pages" in terminal.text
+    assert "3/10 pages" in terminal.text  # pages written, not pages downloaded ahead
     assert "250/1,000 customers" in terminal.text
     assert not Progress(object()).enabled
+
+
+def test_progress_shows_no_eta_before_there_is_a_rate() -> None:
+    terminal = FakeTerminal()
+    stats = StreamStats(pages_fetched=1, items_yielded=1, total_pages=400, total_count=20_000)
+    stats.started = time.monotonic() - 0.01
+    Progress(terminal)(stats, final=True)
+    assert "ETA" not in terminal.text
+    assert "/s" not in terminal.text
+    stats.started = time.monotonic() - 2.0
+    stats.items_yielded = 4000
+    Progress(terminal)(stats, final=True)
+    assert "ETA 0:08" in terminal.text or "ETA 0:07" in terminal.text
+
+
+def test_export_to_a_missing_folder_is_a_usage_error(
+    env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "missing" / "dir" / "x.jsonl"
+    assert main(["customers", "export", "-o", str(output), "--base-url", env.url]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_an_export_failing_on_page_1_leaves_nothing_behind(
+    env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "x.jsonl"
+    args = ["customers", "export", "-o", str(output), "--base-url", env.url]
+    assert main([*args, "--token", "wrong-token-123"]) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_offers_only_options_that_mean_something(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for action in ("get", "contacts", "addresses"):
+        with pytest.raises(SystemExit):
+            main(["customers", action, "--help"])
+        text = capsys.readouterr().out
+        assert "--concurrency" not in text
+    with pytest.raises(SystemExit):
+        main(["customers", "get", "--help"])
+    assert "ID_OR_EMAIL" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["fake-server", "--help"])
+    assert "tenant size (20000)" in capsys.readouterr().out

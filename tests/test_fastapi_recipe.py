@@ -95,3 +95,20 @@ async def test_errors_become_answers_a_caller_can_act_on(
         assert answer.status_code == status, (path, answer.text)
         assert answer.headers.get("Retry-After") == retry_after
         assert "Traceback" not in answer.text
+
+
+async def test_the_ndjson_route_answers_an_error_status_for_a_bad_token(
+    server: FakeUphance,
+) -> None:
+    recipe = load_recipe()
+
+    def make() -> UphanceClient:
+        return UphanceClient(token="not-the-token-0123", base_url=server.url)
+
+    app = recipe.create_app(make)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://recipe") as http:
+            answer = await http.get("/customers.ndjson?status=all")
+    assert answer.status_code == 502, answer.text
+    assert answer.json()["detail"] == "Uphance failed: AuthenticationError"

@@ -6,6 +6,7 @@ to know what happened (a stream's counters, the application's metrics hook) is h
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 
@@ -45,6 +46,12 @@ def call_hook(hook: Observer | None, event: RequestEvent) -> None:
     if hook is None:
         return
     try:
-        hook(event)
+        result = hook(event)
     except Exception:
         logger.exception("the on_request hook raised; ignored")
+        return
+    if inspect.isawaitable(result):
+        # A hook that returns a coroutine (a lambda around an async def) would leak it.
+        if inspect.iscoroutine(result):
+            result.close()
+        logger.error("the on_request hook returned an awaitable, which is never awaited; ignored")

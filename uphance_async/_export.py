@@ -36,7 +36,7 @@ from ._files import (
 )
 from ._validate import positive_int
 from .client import UphanceClient
-from .errors import RecordEncodingError
+from .errors import ExportError, OutputStateError, RecordEncodingError
 from .pagination import Checkpoint, StreamStats
 from .resources.customers import query_filters
 
@@ -71,15 +71,6 @@ CSV_COLUMNS = (
 )
 """CSV columns: the customer's own fields, its last order's, and its lists flattened (see
 ``csv_row``)."""
-
-
-class ExportError(Exception):
-    """The export cannot start as asked (a usage problem, not an API one)."""
-
-
-class OutputStateError(Exception):
-    """The output's files forbid this export now: another export holds them, or the checkpoint
-    does not describe the partial file beside it."""
 
 
 def _text(value: Any) -> str:
@@ -349,7 +340,9 @@ async def export(
         await _write(stream, stdout.write, form, progress, None)
         stdout.flush()
         return stream.stats, False
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if not output.parent.exists():
+        # As curl -o does: a mistyped folder is a usage error, not a tree to create.
+        raise ExportError(f"the folder of {output} does not exist")
     with _locked(output):
         return await _export_to_file(client, output, form, start, resume, concurrency, progress)
 
@@ -395,8 +388,13 @@ async def _export_to_file(
 
         await _write(stream, sink.write, form, progress, save, header=offset == 0)
         sink.sync()
-    finally:
+    except BaseException:
         sink.close()
+        if not marker.exists():
+            # No checkpoint describes it, so no resume can use it: leave nothing behind.
+            partial.unlink(missing_ok=True)
+        raise
+    sink.close()
     # The checkpoint goes first: a crash before the rename then leaves a complete partial file
     # that the next run starts over from, never a checkpoint without its file.
     marker.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from yarl import URL
 from ._auth import Auth
 from ._events import Observer, RequestEvent, call_hook
 from ._ratelimit import RateLimiter
-from ._redact import redact, redact_headers
+from ._redact import REDACTED, clip, redact_headers
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 from .errors import (
     APIConnectionError,
@@ -71,8 +71,9 @@ _EXCERPT = 300
 # backtracks, so reading any error answer takes a bounded, small time.
 _PREFIX = 4096
 _MAX_DEPTH = 32
-# No "<" inside a tag: each attempt stops at the next "<", so stripping is linear.
-_TAG = re.compile(r"<[^<>]*>")
+# No "<" inside a tag: each attempt stops at the next "<", so stripping is linear. The mark
+# left where a secret was is kept.
+_TAG = re.compile(rf"<(?!{re.escape(REDACTED[1:])})[^<>]*>")
 _SPACE = re.compile(r"\s+")
 
 
@@ -81,12 +82,14 @@ def path_of(*segments: str | int) -> str:
     return "".join("/" + quote(str(segment), safe="") for segment in segments)
 
 
-def error_message(body: bytes) -> str:
-    """A short human message from an error body: JSON ``error``/``errors``/``message``, or text.
+def error_message(body: bytes, secrets: Iterable[str] = ()) -> str:
+    """A short human message from an error body: JSON ``error``/``errors``/``message``, or text;
+    ``secrets`` are redacted before anything is cut.
 
     Linear in the body's size, and bounded: JSON is decoded only when the body is small, and
     text is read from its first few KiB.
     """
+    secrets = tuple(secrets)
     data = None
     if len(body) <= 64 * _PREFIX:
         try:
@@ -97,8 +100,8 @@ def error_message(body: bytes) -> str:
         for key in ("error_description", "message", "error", "errors"):
             value = data.get(key)
             if value:
-                return flatten(value, _EXCERPT)
-    text = body[:_PREFIX].decode("utf-8", "replace")
+                return clip(flatten(value, _PREFIX), secrets, _EXCERPT)
+    text = clip(body[:_PREFIX].decode("utf-8", "replace"), secrets)
     if "<" in text and ">" in text:
         text = _TAG.sub(" ", text)
     return _SPACE.sub(" ", text).strip()[:_EXCERPT]
@@ -155,14 +158,14 @@ def status_error(
     """The typed error for an answer with a failing ``status``; ``secrets`` are redacted from
     everything it carries."""
     secrets = tuple(secrets)
-    detail = redact(error_message(body), secrets)
+    detail = error_message(body, secrets)
     reason = f"HTTP {status} for {method} {path}" + (f": {detail}" if detail else "")
     headers = redact_headers(headers, secrets)
     fields: dict[str, Any] = {
         "status": status,
         "method": method,
         "url_path": path,
-        "body": redact(body[:_PREFIX].decode("utf-8", "replace"), secrets)[:_EXCERPT],
+        "body": clip(body[:_PREFIX].decode("utf-8", "replace"), secrets, _EXCERPT),
         "headers": headers,
         "request_id": headers.get("X-Request-Id"),
     }
@@ -185,7 +188,7 @@ def decode_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise _not_json(body) from None
+        raise _NotJSON(body) from None
 
 
 _JSON_ENDS = {b"{": b"}", b"[": b"]", b'"': b'"'}
@@ -201,7 +204,7 @@ def json_like(body: bytes) -> bytes:
     text = body.strip()
     if text and text[0] in _JSON_STARTS and _JSON_ENDS.get(text[:1], text[-1:]) == text[-1:]:
         return body
-    raise _not_json(body)
+    raise _NotJSON(body)
 
 
 def keep_bytes(body: bytes) -> bytes:
@@ -209,8 +212,15 @@ def keep_bytes(body: bytes) -> bytes:
     return body
 
 
-def _not_json(body: bytes) -> ResponseValidationError:
-    return ResponseValidationError(f"the answer is not JSON: {error_message(body)[:80]!r}")
+class _NotJSON(ResponseValidationError):
+    """A body that is not JSON; the transport names it in a message without secrets."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__("the answer is not JSON")
+        self.body = body
+
+    def described(self, secrets: Iterable[str]) -> str:
+        return f"the answer is not JSON: {error_message(self.body, secrets)[:80]!r}"
 
 
 class UseAuth(Enum):
@@ -354,8 +364,11 @@ class Transport:
         try:
             return decode(body)
         except ResponseValidationError as error:
+            secrets = self._auth.secrets()
+            if isinstance(error, _NotJSON):
+                error = ResponseValidationError(error.described(secrets))
             error.method, error.url_path = method, path
-            error.args = (self._redact(f"{method} {path} answered {status}: {error}"),)
+            error.args = (clip(f"{method} {path} answered {status}: {error}", secrets),)
             raise _Retryable(error, sent=True, status=status) from None
 
     async def _before_retry(self, method: str, path: str, tries: int, failure: _Retryable) -> None:
@@ -479,7 +492,7 @@ class Transport:
         return b"".join(chunks)
 
     def _redact(self, text: str) -> str:
-        return redact(text, self._auth.secrets())
+        return clip(text, self._auth.secrets())
 
     def _too_large(self, method: str, path: str) -> ResponseTooLargeError:
         return ResponseTooLargeError(

@@ -29,12 +29,12 @@ from typing import Any
 import orjson
 
 from ._convert import converter
-from ._export import ExportError, OutputStateError, export
+from ._export import export
 from ._retry import RetryPolicy
 from ._validate import is_email
 from ._version import __version__
 from .client import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, UphanceClient
-from .errors import UphanceError
+from .errors import ExportError, OutputStateError, UphanceError
 from .pagination import StreamStats
 from .resources.customers import STATUSES, query_filters
 from .testing import FakeUphance
@@ -59,8 +59,9 @@ class Progress:
         if not self.enabled or (not final and now - self._shown < 0.1):
             return
         self._shown = now
-        rate = stats.items_yielded / stats.elapsed if stats.elapsed else 0.0
-        pages = f"{stats.pages_fetched}/{stats.total_pages or '?'} pages"
+        # Until a second has passed the rate says more about start-up than about the crawl.
+        rate = stats.items_yielded / stats.elapsed if stats.elapsed >= 1.0 else 0.0
+        pages = f"{stats.pages_done}/{stats.total_pages or '?'} pages"
         done = (
             f"{stats.items_yielded:,}/{stats.total_count:,}"
             if stats.total_count
@@ -70,7 +71,8 @@ class Progress:
         if stats.total_count and rate:
             left = max(0.0, (stats.total_count - stats.items_yielded) / rate)
             eta = f"  ETA {int(left // 60)}:{int(left % 60):02d}"
-        line = f"\r{pages}  {done} customers  {rate:,.0f}/s{eta}"
+        speed = f"  {rate:,.0f}/s" if rate else ""
+        line = f"\r{pages}  {done} customers{speed}{eta}"
         self._stream.write(line.ljust(72) + ("\n" if final else ""))
         self._stream.flush()
 
@@ -118,7 +120,7 @@ def client_from(args: argparse.Namespace) -> tuple[UphanceClient, int | None]:
     token, email, password, organisation = _credentials(args)
     options: dict[str, Any] = {
         "base_url": args.base_url,
-        "concurrency": args.concurrency,
+        "concurrency": getattr(args, "concurrency", DEFAULT_CONCURRENCY),
         "rate_limit": args.rate_limit,
         "timeout": args.timeout,
         "retry": RetryPolicy(max_attempts=args.max_attempts),
@@ -393,13 +395,14 @@ def _parser() -> argparse.ArgumentParser:
         "--organisation-id", help="organisation to act on (or UPHANCE_ORGANISATION_ID)"
     )
 
-    tuning = argparse.ArgumentParser(add_help=False)
-    tuning.add_argument(
+    pages = argparse.ArgumentParser(add_help=False)
+    pages.add_argument(
         "--concurrency",
         type=_positive,
         default=DEFAULT_CONCURRENCY,
         help=f"pages at once ({DEFAULT_CONCURRENCY})",
     )
+    tuning = argparse.ArgumentParser(add_help=False)
     tuning.add_argument(
         "--rate-limit", type=_rate, help="requests per second (adapts to the server if unset)"
     )
@@ -430,7 +433,7 @@ def _parser() -> argparse.ArgumentParser:
     customers = commands.add_parser("customers", help="the Customer API")
     actions = customers.add_subparsers(dest="action", required=True)
     run = actions.add_parser(
-        "export", parents=[connection, tuning, exporting], help="every customer"
+        "export", parents=[connection, pages, tuning, exporting], help="every customer"
     )
     run.add_argument(
         "--status", choices=STATUSES, help="which customers (the API's default: active)"
@@ -441,30 +444,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     load = actions.add_parser(
         "load",
-        parents=[connection, tuning],
+        parents=[connection, pages, tuning],
         help="every customer into a warehouse through dlt (a DuckDB file by default)",
     )
     load.add_argument("--database", default="uphance.duckdb", help="DuckDB file (uphance.duckdb)")
     load.add_argument("--dataset", default="uphance", help="dataset (schema) name (uphance)")
     load.add_argument("--status", choices=STATUSES, default="all", help="which customers (all)")
     load.add_argument("--destination", default="duckdb", help="any dlt destination name (duckdb)")
-    for action, what in (("get", "ID or EMAIL"), ("contacts", "ID"), ("addresses", "ID")):
-        one = actions.add_parser(
-            action, parents=[connection, tuning], help=f"print JSON for {what}"
-        )
-        one.add_argument("target", metavar=what.split()[0])
+    for action, what, metavar in (
+        ("get", "a customer, by id or by a contact's e-mail", "ID_OR_EMAIL"),
+        ("contacts", "a customer's contacts", "ID"),
+        ("addresses", "a customer's addresses", "ID"),
+    ):
+        one = actions.add_parser(action, parents=[connection, tuning], help=f"print {what} (JSON)")
+        one.add_argument("target", metavar=metavar, help=what)
     demo = commands.add_parser(
         "demo",
-        parents=[tuning, exporting],
+        parents=[pages, tuning, exporting],
         help="export every customer of a built-in fake tenant (no account needed)",
     )
-    demo.add_argument("--customers", type=_customers_count, default=20_000, help="tenant size")
+    demo.add_argument(
+        "--customers", type=_customers_count, default=20_000, help="tenant size (%(default)s)"
+    )
     demo.add_argument("--latency", type=_seconds, default=0.05, help="seconds per page (0.05)")
     demo.add_argument("--output", "-o", help="file, or - (default: uphance-demo-customers.FORMAT)")
     serve = commands.add_parser(
         "fake-server", help="serve a fake Uphance tenant on 127.0.0.1 until Ctrl-C"
     )
-    serve.add_argument("--customers", type=_customers_count, default=20_000, help="tenant size")
+    serve.add_argument(
+        "--customers", type=_customers_count, default=20_000, help="tenant size (%(default)s)"
+    )
     serve.add_argument("--latency", type=_seconds, default=0.05, help="seconds per page (0.05)")
     serve.add_argument("--port", type=_port, default=0, help="port (0: any free one)")
     return parser
@@ -493,17 +502,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    except UphanceError as exc:
-        if args.debug:
-            traceback.print_exception(exc)
-        print(f"{PROG}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
     except BrokenPipeError:
         return _stdout_closed()
     except (OSError, OutputStateError, LoadError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+    except UphanceError as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exception(exc)
+        print(f"{PROG}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
+        if args.command == "fake-server":
+            print(f"{PROG}: fake server stopped", file=sys.stderr)
+            return 0
         resumable = getattr(args, "output", "-") not in ("-", None)
         hint = " (carry on with --resume)" if resumable else ""
         print(f"{PROG}: interrupted{hint}", file=sys.stderr)

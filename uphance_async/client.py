@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import ipaddress
 import re
 import weakref
@@ -92,7 +94,7 @@ def _raw_list(path: str, key: object) -> ListEndpoint[Record]:
     """The list a user names by ``path`` and ``key`` (for ``paginate`` and ``partitions``)."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be the name of the list in the answer, not {key!r}")
-    return ListEndpoint(_user_path(path), key)
+    return ListEndpoint(_user_path(path), key, exact_key=True)
 
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, str]:
@@ -113,6 +115,11 @@ def _query(params: Mapping[str, Any] | None) -> dict[str, str]:
     return query
 
 
+def _is_async(hook: object) -> bool:
+    call = type(hook).__dict__.get("__call__") if not inspect.isfunction(hook) else None
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(call)
+
+
 @attrs.define(eq=False)
 class _Shared:
     """What a client and every view of it made by ``with_options`` share."""
@@ -124,10 +131,20 @@ class _Shared:
     closed: bool = False
     streams: StreamRegistry = attrs.Factory(StreamRegistry)
     views: weakref.WeakSet[StreamRegistry] = attrs.Factory(weakref.WeakSet)
+    loop: asyncio.AbstractEventLoop | None = None
 
     def live_session(self) -> aiohttp.ClientSession:
         if self.closed:
             raise ClientClosedError("this UphanceClient is closed")
+        loop = asyncio.get_running_loop()
+        if self.loop is None:
+            self.loop = loop
+        elif loop is not self.loop:
+            # Its session, connections and locks belong to the first loop, which may be closed.
+            raise ClientClosedError(
+                "this UphanceClient belongs to the event loop it was first used in; make one "
+                "client per event loop (per asyncio.run())"
+            )
         if self.session is None:
             # Created here, inside the running loop, on the first request or in __aenter__.
             self.session = aiohttp.ClientSession(
@@ -205,6 +222,11 @@ class UphanceClient:
             raise ValueError("rate_limit configures the default limiter: not with limiter=")
         if on_request is not None and not callable(on_request):
             raise TypeError("on_request must be callable")
+        if _is_async(on_request):
+            raise TypeError(
+                "on_request is called synchronously after every attempt, so an async def hook "
+                "would never run: pass a plain function (it may schedule async work itself)"
+            )
         timeouts = aiohttp.ClientTimeout(
             total=_checked_seconds("timeout", timeout),
             connect=_checked_seconds("connect_timeout", connect_timeout),
@@ -318,7 +340,8 @@ class UphanceClient:
 
     def _live_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise ClientClosedError("this view of an UphanceClient is closed")
+            what = "UphanceClient" if self._registry is self._shared.streams else "view"
+            raise ClientClosedError(f"this {what} is closed")
         return self._shared.live_session()
 
     async def request(

@@ -18,18 +18,27 @@ Every error is an :class:`UphanceError`::
     ├── ResponseValidationError      the answer is not of the expected shape
     │   ├── ResponseTooLargeError    the answer is larger than allowed
     │   └── PaginationError          the pages never end (or cannot be followed)
-    └── RecordEncodingError          an export cannot write a record the server sent
+    │       └── DriftError           the list moved during the crawl and exactness is lost
+    ├── RecordEncodingError          an export cannot write a record the server sent
+    ├── ExportError                  an export cannot start as asked
+    └── OutputStateError             an export's files forbid it now (locked, or not as described)
 
 Every error has ``method`` and ``url_path`` (the request's, when there was one), ``json_path``
 (where in an answer, for the errors about its content) and ``checkpoint`` (where to resume, for
 an error that ended a stream). No message, ``str()`` or ``repr()`` of these carries a token or a
 password.
+
+Every error pickles with its type, message and fields (``headers`` as a plain, redacted,
+case-insensitive mapping), so it crosses process boundaries intact: Dask, Celery, arq and
+``multiprocessing`` send exceptions that way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from multidict import CIMultiDict
 
 if TYPE_CHECKING:
     from .pagination import Checkpoint
@@ -41,7 +50,10 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",
+    "DriftError",
+    "ExportError",
     "NotFoundError",
+    "OutputStateError",
     "PaginationError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -68,6 +80,15 @@ class UphanceError(Exception):
     method: str = ""
     url_path: str = ""
     json_path: str | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle as ``type(self)(*self.args)``, which the keyword-only fields of the
+        # subclasses refuse: rebuild without calling __init__, then restore every field.
+        return _rebuilt, (type(self), self.args), self.__dict__
+
+
+def _rebuilt(kind: type[UphanceError], args: tuple[Any, ...]) -> UphanceError:
+    return kind.__new__(kind, *args)
 
 
 class ClientClosedError(UphanceError, RuntimeError):
@@ -102,7 +123,7 @@ class APIStatusError(UphanceError):
         self.method = method
         self.url_path = url_path
         self.body = body
-        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.headers: Mapping[str, str] = CIMultiDict(headers or {})
         self.request_id = request_id
 
     @property
@@ -193,6 +214,12 @@ class PaginationError(ResponseValidationError):
         self.page = page
 
 
+class DriftError(PaginationError):
+    """The list changed during the crawl in a way that cannot be repaired in bounded time, so
+    some customers that stayed in the list may not have been handed out: the stream delivered
+    what it had, then raised this rather than end as if complete. ``checkpoint`` resumes."""
+
+
 class RecordEncodingError(UphanceError):
     """An export cannot write a record as asked: ``record_id`` names it, ``json_path`` the place.
 
@@ -206,3 +233,13 @@ class RecordEncodingError(UphanceError):
         super().__init__(message)
         self.record_id = record_id
         self.json_path = json_path
+
+
+class ExportError(UphanceError):
+    """An export cannot start as asked: options that do not go together, or a checkpoint that
+    cannot be used (a usage problem, not an API one)."""
+
+
+class OutputStateError(UphanceError):
+    """The output's files forbid this export now: another export holds them, or the checkpoint
+    does not describe the partial file beside it."""

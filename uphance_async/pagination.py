@@ -84,9 +84,14 @@ class Checkpoint:
 
 @attrs.define(slots=True)
 class StreamStats:
-    """Counters of one stream, updated as it runs; totals as the server last announced them."""
+    """Counters of one stream, updated as it runs; totals as the server last announced them.
+
+    ``pages_fetched`` counts downloads (they run ahead of the consumer), ``pages_done`` the
+    pages whose every item was handed out.
+    """
 
     pages_fetched: int = 0
+    pages_done: int = 0
     items_yielded: int = 0
     retries: int = 0
     throttled: int = 0
@@ -392,6 +397,7 @@ class PageStream(Generic[T]):
             raise self._closed_by or StopAsyncIteration() from None
 
     def _page_done(self, number: int) -> None:
+        self.stats.pages_done += 1
         self._done_pages.add(number)
         while self._next_page in self._done_pages:
             self._done_pages.discard(self._next_page)

@@ -43,13 +43,16 @@ class ListEndpoint(Generic[T]):
 
     With a ``model`` (an attrs class), records can be handed out as that model; each record
     must then be a JSON object with an ``id``. ``check`` may replace the per-record check of
-    raw pages (it raises for a record that does not belong in the list).
+    raw pages (it raises for a record that does not belong in the list). With ``exact_key`` an
+    object answer must hold its records under ``key`` itself (a list the user named), not merely
+    hold one list.
     """
 
     path: str
     key: str
     model: type[T] | None = None
     check: Callable[[Any], Record] = _record
+    exact_key: bool = False
 
     def pages(self, transport: Transport, params: dict[str, str]) -> _Pages[T]:
         """The pages of this list for the query ``params`` (a :class:`PageSource`)."""
@@ -168,7 +171,8 @@ class _Pages(Generic[T]):
             except orjson.JSONDecodeError:
                 raise ResponseValidationError("the answer is not JSON") from None
             model = self._endpoint.model or dict
-            found = items(data, (self._endpoint.key,), self._check, model)
+            key = self._endpoint.key
+            found = items(data, (key,), self._check, model, exact=self._endpoint.exact_key)
             return Page(items=found, meta=page_meta(data))
 
     def convert(self, item: Record, position: int = 0) -> T:

@@ -69,7 +69,22 @@ def describe(data: Any) -> str:
     return type(data).__name__ if data is not None else "an empty body"
 
 
-def items(data: Any, names: Iterable[str], convert: Callable[[Any], T], cl: type) -> tuple[T, ...]:
+def items(
+    data: Any,
+    names: Iterable[str],
+    convert: Callable[[Any], T],
+    cl: type,
+    *,
+    exact: bool = False,
+) -> tuple[T, ...]:
+    """The records of a list answer, converted; with ``exact``, an object answer must hold them
+    under one of ``names``."""
+    names = tuple(names)
+    if exact and isinstance(data, dict) and not any(isinstance(data.get(n), list) for n in names):
+        raise ResponseValidationError(
+            f"expected the records under {' or '.join(map(repr, names))}, got {describe(data)}",
+            json_path=f"$.{names[0]}",
+        )
     found = list_of(data, names)
     if found is None:
         raise ResponseValidationError(f"expected a list, got {describe(data)}")
