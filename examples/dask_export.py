@@ -88,7 +88,12 @@ async def export_partition(
 
     output = Path(options["output_dir"]) / f"{name}.jsonl"
     started = time.perf_counter()
-    last_error = ""
+    # A worker killed mid-task takes its counters with it; Dask runs the task again elsewhere.
+    # A byte per start, kept beside the output, counts those runs too.
+    starts = output.with_name(f".{name}.starts")
+    with starts.open("ab") as mark:
+        mark.write(b".")
+    runs = starts.stat().st_size
     counts = {"pages": 0, "retries": 0}
 
     def count(event: RequestEvent) -> None:
@@ -106,22 +111,25 @@ async def export_partition(
                     partition=None
                     if partition is None
                     else converter.structure(partition, Checkpoint),
-                    resume=attempt > 1,
+                    # An earlier attempt, here or on a killed worker, left its checkpoint.
+                    resume=attempt > 1 or runs > 1,
                 )
-            except UphanceError as error:
-                last_error = f"{type(error).__name__}: {error}"
+            except UphanceError:
+                if attempt == ATTEMPTS:
+                    raise  # errors pickle: the caller gets the typed error itself
                 continue
         with output.open("rb") as written:
             customers = sum(1 for _ in written)
+        starts.unlink()
         return {
             "name": name,
             "customers": customers,
             "pages": counts["pages"],
             "retries": counts["retries"],
-            "attempts": attempt,
+            "attempts": attempt + runs - 1,
             "seconds": round(time.perf_counter() - started, 2),
         }
-    raise RuntimeError(f"{name} failed {ATTEMPTS} times; last: {last_error}")
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def run(options: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +138,13 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
 
     started = time.perf_counter()
     Path(options["output_dir"]).mkdir(parents=True, exist_ok=True)
+    # Planned before any cluster starts: a bad token or base URL fails at once.
+    jobs: list[tuple[str, dict[str, Any] | None, int | None]]
+    if options["organisations"]:
+        jobs = [(f"org-{number}", None, number) for number in options["organisations"]]
+    else:
+        planned = asyncio.run(plan(options, options["partitions"]))
+        jobs = [(f"part-{n:04d}", partition, None) for n, partition in enumerate(planned)]
     if options["scheduler"]:
         cluster = None
         dask = Client(options["scheduler"])
@@ -144,12 +159,6 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
         dask = Client(cluster)
     ready = time.perf_counter()
     try:
-        jobs: list[tuple[str, dict[str, Any] | None, int | None]]
-        if options["organisations"]:
-            jobs = [(f"org-{number}", None, number) for number in options["organisations"]]
-        else:
-            planned = asyncio.run(plan(options, options["partitions"]))
-            jobs = [(f"part-{n:04d}", partition, None) for n, partition in enumerate(planned)]
         futures = [
             dask.submit(export_partition, options, name, partition, organisation, pure=False)
             for name, partition, organisation in jobs
@@ -173,19 +182,26 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base-url", required=True)
-    parser.add_argument("--token", default=os.environ.get("UPHANCE_TOKEN"))
-    parser.add_argument("--status", choices=("active", "inactive", "all"))
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--max-attempts", type=int, default=5)
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--scheduler", help="join this Dask scheduler instead of a LocalCluster")
-    parser.add_argument("--redis", help="share one rate budget through this Redis")
-    parser.add_argument("--redis-key", default="uphance")
+    parser.add_argument("--base-url", required=True, help="API root, e.g. https://api.uphance.com")
     parser.add_argument(
-        "--organisations", type=lambda text: [int(n) for n in text.split(",")], default=[]
+        "--token", default=os.environ.get("UPHANCE_TOKEN"), help="access token (or UPHANCE_TOKEN)"
+    )
+    parser.add_argument(
+        "--status", choices=("active", "inactive", "all"), help="which customers (API default)"
+    )
+    parser.add_argument("--partitions", type=int, default=4, help="tasks to split into (4)")
+    parser.add_argument("--workers", type=int, default=2, help="LocalCluster processes (2)")
+    parser.add_argument("--concurrency", type=int, default=8, help="pages at once per task (8)")
+    parser.add_argument("--max-attempts", type=int, default=5, help="tries per request (5)")
+    parser.add_argument("--output-dir", required=True, help="folder of the part files")
+    parser.add_argument("--scheduler", help="join this Dask scheduler instead of a LocalCluster")
+    parser.add_argument("--redis", help="share one rate budget through this Redis URL")
+    parser.add_argument("--redis-key", default="uphance", help="the budget's key (uphance)")
+    parser.add_argument(
+        "--organisations",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[],
+        help="sync these organisations (comma-separated ids), one task each",
     )
     args = parser.parse_args(argv)
     options = vars(args) | {
@@ -196,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --token (or UPHANCE_TOKEN)")
     if args.organisations and not (options["email"] and options["password"]):
         parser.error("--organisations signs in: set UPHANCE_EMAIL and UPHANCE_PASSWORD")
-    summary = run(options)
+    try:
+        summary = run(options)
+    except UphanceError as error:
+        print(f"dask_export: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in summary.items() if k != "parts"}))
     return 0
 

@@ -14,6 +14,7 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != CHECKOUT]
 
 import asyncio
+import contextlib
 import inspect
 import shutil
 import socket
@@ -166,6 +167,33 @@ async def unreachable_url() -> str:
     listener.close()
     await listener.wait_closed()
     return f"http://127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def _heartbeat() -> AsyncIterator[list[float]]:
+    """The longest time the event loop went without running a 5 ms heartbeat, in seconds."""
+    longest = [0.0]
+
+    async def beat() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            longest[0] = max(longest[0], now - last)
+            last = now
+
+    task = asyncio.ensure_future(beat())
+    await asyncio.sleep(0.01)
+    try:
+        yield longest
+    finally:
+        task.cancel()
+
+
+@pytest.fixture
+def heartbeat() -> Callable[[], contextlib.AbstractAsyncContextManager[list[float]]]:
+    """``async with heartbeat() as longest``: the loop's longest stall meanwhile, in seconds."""
+    return _heartbeat
 
 
 @pytest.fixture

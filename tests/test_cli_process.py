@@ -37,7 +37,7 @@ def run_killed(argv: list[str], env: dict[str, str], cwd: Path, after: float, ho
 def test_exports_killed_at_random_then_resumed_hold_every_customer_once(
     thread_served: Callable[[FakeUphance], FakeUphance], tmp_path: Path, form: str
 ) -> None:
-    fake = thread_served(FakeUphance(customers=1500, page_size=25, latency=0.01, seed=3))
+    fake = thread_served(FakeUphance(customers=3000, page_size=25, latency=0.02, seed=3))
     env = {**os.environ, "UPHANCE_TOKEN": fake.token}
     rng = random.Random(f"kill-{form}")
     kills = 0

@@ -8,8 +8,8 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -29,6 +29,7 @@ from uphance_async.errors import (
 )
 
 Serve = Callable[[web.Application], Awaitable[str]]
+Heartbeat = Callable[[], AbstractAsyncContextManager[list[float]]]
 FAST = RetryPolicy(max_attempts=2, backoff=0.001, max_backoff=0.01, max_retry_after=0.05)
 TOKEN = "tok-3f9a/+b=c d"  # characters that URL and JSON encodings change
 PASSWORD = 'p@ss "w\u00f6rd"/+&x'
@@ -42,31 +43,12 @@ def app_with(routes: dict[str, Callable[[web.Request], Awaitable[web.StreamRespo
     return app
 
 
-@asynccontextmanager
-async def heartbeat() -> AsyncIterator[list[float]]:
-    """The longest time the event loop went without running a 5 ms heartbeat, in seconds."""
-    longest = [0.0]
-
-    async def beat() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.005)
-            now = time.perf_counter()
-            longest[0] = max(longest[0], now - last)
-            last = now
-
-    task = asyncio.ensure_future(beat())
-    await asyncio.sleep(0.01)
-    try:
-        yield longest
-    finally:
-        task.cancel()
-
-
 HOSTILE_PAGE = (">" + "<" * 200_000).encode()
 
 
-async def test_a_hostile_error_page_does_not_stall_the_loop(serve_app: Serve) -> None:
+async def test_a_hostile_error_page_does_not_stall_the_loop(
+    serve_app: Serve, heartbeat: Heartbeat
+) -> None:
     async def error_page(request: web.Request) -> web.Response:
         return web.Response(status=500, body=HOSTILE_PAGE, content_type="text/html")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -150,3 +151,51 @@ def test_the_dask_recipe_syncs_many_organisations(
         assert exported(out, f"org-{organisation}.jsonl") == server.ids()
     selected = {r.organisation for r in server.requests if r.path == "/customers"}
     assert selected == {9579, 9580}
+
+
+def test_the_dask_recipe_says_one_line_for_a_bad_token(
+    thread_served: Callable[[FakeUphance], FakeUphance], tmp_path: Path
+) -> None:
+    server = thread_served(FakeUphance(customers=10))
+    command = [sys.executable, str(RECIPE), "--base-url", server.url, "--output-dir", str(tmp_path)]
+    done = subprocess.run(
+        [*command, "--token", "wrong-token-1234", "--max-attempts", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("dask_export: AuthenticationError: HTTP 401")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "wrong-token-1234" not in done.stderr
+    helped = subprocess.run(
+        [*command, "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    options = [line for line in helped.stdout.splitlines() if line.strip().startswith("--")]
+    assert len(options) >= 12
+    assert all(len(line.split("  ")) > 1 or "," in line for line in options), helped.stdout
+
+
+async def test_a_task_run_again_after_its_worker_died_counts_that_attempt(
+    server: FakeUphance, tmp_path: Path
+) -> None:
+    spec = importlib.util.spec_from_file_location("dask_export", RECIPE)
+    assert spec is not None
+    assert spec.loader is not None
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    options = {
+        "base_url": server.url,
+        "token": server.token,
+        "concurrency": 4,
+        "max_attempts": 2,
+        "status": "all",
+        "output_dir": str(tmp_path),
+        "redis": None,
+    }
+    (tmp_path / ".part-0000.starts").write_bytes(b".")  # a run whose worker was killed
+    result = await recipe.export_partition(options, "part-0000", None, None)
+    assert result["attempts"] == 2
+    assert result["customers"] == len(server.ids("all"))
+    assert sorted(path.name for path in os.scandir(tmp_path)) == ["part-0000.jsonl"]

@@ -200,3 +200,30 @@ async def test_a_client_with_a_redis_limiter_streams(
             assert client.rate_limit == 200.0
         assert ids == server.ids("all")
         assert server.max_in_flight <= 4
+
+
+async def test_the_local_fallback_keeps_this_process_s_share(
+    redis_url: str, key: str, limiters: list[RedisLimiter], unreachable_url: str
+) -> None:
+    from redis.asyncio import Redis
+
+    limiter = make(limiters, redis_url, key, fallback="local")
+    for _ in range(16):  # about 20 requests a second: this process's share
+        async with limiter.slot():
+            pass
+        await asyncio.sleep(0.05)
+    assert limiter.rate is None  # no 429 yet: no shared cap
+    healthy = limiter._redis
+    limiter._redis = Redis.from_url(unreachable_url.replace("http://", "redis://") + "/0")
+    limiter._scripts.clear()
+    try:
+        started = time.monotonic()
+        for _ in range(10):
+            async with limiter.slot():
+                pass
+        elapsed = time.monotonic() - started
+    finally:
+        await limiter._redis.aclose()
+        limiter._redis = healthy
+    assert limiter.rate == pytest.approx(17, rel=0.35)
+    assert elapsed >= 9 / 30  # spaced at its share, not sent at once

@@ -251,6 +251,12 @@ class Limiter:
             self._first_send = now
         return now
 
+    def hold(self, rate: float) -> None:
+        """Go on at ``rate`` as if it had been measured and climbed to: it holds, then probes
+        above it as after any cut (a shared limiter's fallback keeps its share this way)."""
+        if self._fixed is None:
+            self._state = Throttle(w_max=rate / _HOLD_SHARE, last_cut=self._clock() - _K)
+
     async def accepted(self, sent_at: float) -> None:
         """The request sent at ``sent_at`` was not throttled: count it in the accepted rate."""
         if self._fixed is not None:

@@ -6,6 +6,14 @@ following pages concurrently and hands out their items in page order (or as page
 over and the one being consumed, whatever the list's size: a slow page holds the window back
 rather than letting later pages pile up.
 
+Exactness: a customer that stays in the list from the start of a crawl to its end is handed
+out exactly once. Page-number pagination shifts customers across page boundaries when the list
+changes; with changes before the pages being read, a customer's position minus the list's
+``total_count`` does not change, so when the page after a boundary saw a smaller count than the
+page before it, that many customers were skipped there. Once its own pages are done the stream
+reads again the pages that now hold them and hands out only those, retrying while the list
+still moves, and raises :class:`~uphance_async.errors.DriftError` after 8 rounds.
+
 The fetching runs in a task of its own, never in the consumer's: nothing is ever yielded from
 inside a task group or cancel scope (PEP 789). Leaving the loop, an exception in its body or
 cancelling the consumer stops the fetching: at once with ``async with`` or :meth:`aclose`, and
@@ -30,7 +38,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._events import Observer, RequestEvent
 from ._validate import positive_int
-from .errors import PaginationError, UphanceError
+from .errors import DriftError, PaginationError, UphanceError
 
 __all__ = [
     "Checkpoint",
@@ -71,7 +79,11 @@ class Checkpoint:
 
     ``next_page`` is the first page not yet fully handed out; ``params`` are the stream's query
     filters, so a resumed stream lists the same thing; ``stop_page`` is the last page to read
-    (``None``: to the end), which a resumed stream keeps. It is plain data:
+    (``None``: to the end), which a resumed stream keeps. ``total_count`` is the list's count
+    when the page before ``next_page`` was read, ``page_size`` the server's page size and
+    ``last_ids`` the ids of that page: with them a resumed stream finds the customers a change
+    made meanwhile moved across the resume point, and does not repeat those it moved back
+    (see :class:`PageStream`). It is plain data:
     ``uphance_async.converter.unstructure(checkpoint)`` gives a JSON-ready dict and
     ``converter.structure(data, Checkpoint)`` reads it back.
     """
@@ -80,6 +92,11 @@ class Checkpoint:
     params: dict[str, str] = attrs.field(factory=dict)
     items_yielded: int = 0
     stop_page: int | None = None
+    # What keeps a resume exact, not where it stands: left out of equality (two checkpoints of
+    # the same place are equal) and of the repr (a page of ids).
+    total_count: int | None = attrs.field(default=None, eq=False)
+    page_size: int | None = attrs.field(default=None, eq=False)
+    last_ids: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
 
 
 @attrs.define(slots=True)
@@ -87,7 +104,9 @@ class StreamStats:
     """Counters of one stream, updated as it runs; totals as the server last announced them.
 
     ``pages_fetched`` counts downloads (they run ahead of the consumer), ``pages_done`` the
-    pages whose every item was handed out.
+    pages whose every item was handed out. ``drift`` tells that the list's ``total_count``
+    changed during the crawl, and ``pages_reread`` how many pages were read again to hand out
+    the customers the change had moved past a page boundary.
     """
 
     pages_fetched: int = 0
@@ -96,6 +115,8 @@ class StreamStats:
     retries: int = 0
     throttled: int = 0
     duplicates_dropped: int = 0
+    drift: bool = False
+    pages_reread: int = 0
     total_pages: int | None = None
     total_count: int | None = None
     started: float | None = None
@@ -140,6 +161,11 @@ def id_key(item: Any) -> Hashable:
 # A page that brings no item not seen before happens when the list changes during a crawl;
 # this many in a row means the server is serving the same records again and again.
 _STALE_PAGES = 5
+# Rounds of re-reading the pages a change may have moved customers across, before the list is
+# declared too busy to crawl exactly.
+_REPAIR_ROUNDS = 8
+# A server that announces no totals gets at most this many pages.
+MAX_PAGES_WITHOUT_TOTALS = 10_000
 
 
 class _SeenKeys:
@@ -271,6 +297,7 @@ class PageStream(Generic[T]):
         items_yielded: int = 0,
         stop_page: int | None = None,
         registry: StreamRegistry | None = None,
+        resumed: Checkpoint | None = None,
     ) -> None:
         self._receive: MemoryObjectReceiveStream[_Message] | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -298,6 +325,22 @@ class PageStream(Generic[T]):
         self._page_no = 0
         self._index = 0
         self._stale_pages = 0
+        # What the drift repair needs: the list's count as each page was read, the page size,
+        # and the pages found by the repair, handed out after the crawl's own pages.
+        self._counts: dict[int, int] = {}
+        self._start_page = start_page
+        self._latest_count: int | None = None
+        self._page_size = 0
+        self._page_ids: dict[int, tuple[int, ...]] = {}
+        self._last_ids: tuple[int, ...] = ()
+        self._repaired: list[_Message] | None = None
+        self._resumed_count: int | None = None
+        if resumed is not None and resumed.total_count is not None and start_page > 1:
+            self._counts[start_page - 1] = self._resumed_count = resumed.total_count
+            self._page_size = resumed.page_size or 0
+            self._last_ids = self._page_ids[start_page - 1] = resumed.last_ids
+            for seen in resumed.last_ids:
+                self._seen.add(seen)
 
     @property
     def checkpoint(self) -> Checkpoint:
@@ -307,6 +350,9 @@ class PageStream(Generic[T]):
             params=dict(self._params),
             items_yielded=self._base_yielded + self.stats.items_yielded,
             stop_page=self._stop_page,
+            total_count=self._counts.get(self._next_page - 1),
+            page_size=self._page_size or None,
+            last_ids=self._page_ids.get(self._next_page - 1, ()),
         )
 
     def __aiter__(self) -> PageStream[T]:
@@ -349,11 +395,18 @@ class PageStream(Generic[T]):
                 raise await self._failed(message.error)
             self._page_no, page = message
             self._page_items = page.items
+            if self._page_no:
+                try:
+                    self._observe(self._page_no, page)
+                except DriftError as exc:
+                    raise await self._failed(exc) from None
             self._items = self._seen.fresh(page.items, self._key)
             self.stats.duplicates_dropped += len(page.items) - len(self._items)
             if self._items:
                 self._stale_pages = 0
                 return self._items
+            if not self._page_no:
+                continue  # a page read again by the repair, with nothing it had missed
             self._stale_pages += 1
             if self._stale_pages >= _STALE_PAGES and page.meta.next_page is not None:
                 raise await self._failed(
@@ -364,6 +417,85 @@ class PageStream(Generic[T]):
                         page=self._page_no,
                     )
                 )
+
+    def _observe(self, number: int, page: Page[Any]) -> None:
+        """Keep what the drift repair and the checkpoint need of a page of the crawl."""
+        self._page_size = max(self._page_size, len(page.items))
+        count = page.meta.total_count
+        if count is None:
+            return
+        if self._resumed_count is not None and number == self._start_page:
+            grown = count - self._resumed_count
+            if grown > len(self._last_ids):
+                raise DriftError(
+                    f"{grown} customers were added before the resume point since the checkpoint "
+                    "was made: some already handed out would come again; run again from the start",
+                    page=number,
+                )
+        self._counts[number] = self._latest_count = count
+        if len(self._counts) > 1 and count != next(iter(self._counts.values())):
+            self.stats.drift = True
+        keys = [self._key(item) for item in page.items]
+        self._page_ids[number] = tuple(key for key in keys if type(key) is int)
+
+    async def _repair(self) -> list[_Message]:
+        """The pages that hold the customers a change of the list moved past a page boundary
+        during the crawl, read again now; a :class:`DriftError` last when the list did not
+        hold still long enough to find them (see the module's documentation)."""
+        size, counts = self._page_size, self._counts
+        # Front changes keep (position - count) of every customer that stayed: a seam whose
+        # later page saw a smaller count skipped the customers between these two values.
+        gaps = [
+            (number * size - counts[number], number * size - counts[number + 1])
+            for number in sorted(counts)
+            if number + 1 in counts and counts[number + 1] < counts[number]
+        ]
+        if not gaps or not size or self._latest_count is None:
+            return []
+        found: list[_Message] = []
+        count = self._latest_count
+        for _ in range(_REPAIR_ROUNDS):
+            wanted = sorted(
+                {
+                    number
+                    for low, high in gaps
+                    for number in range(
+                        max(0, low + count) // size + 1, max(0, high + count - 1) // size + 2
+                    )
+                }
+            )
+            pages = await self._read_again(wanted)
+            found += [(0, _within(number, page, size, gaps)) for number, page in pages]
+            seen = {page.meta.total_count for _, page in pages}
+            if seen <= {count}:
+                return found
+            count = max((c for c in seen if c is not None), default=count)
+        return [
+            *found,
+            _Failure(
+                0,
+                DriftError(
+                    f"the list kept changing while {_REPAIR_ROUNDS} rounds re-read the pages "
+                    "where customers may have been skipped: some customers that stayed in the "
+                    "list may be missing; run the crawl again when the list is quieter",
+                    page=max(counts),
+                ),
+            ),
+        ]
+
+    async def _read_again(self, numbers: list[int]) -> list[tuple[int, Page[Any]]]:
+        pages: dict[int, Page[Any]] = {}
+
+        async def read(number: int) -> None:
+            body = await self._source.download(number, self.stats.observe)
+            pages[number] = self._source.parse(body)
+
+        async with anyio.create_task_group() as group:
+            for number in numbers:
+                group.start_soon(read, number)
+        self.stats.pages_reread += len(numbers)
+        self.stats.pages_fetched += len(numbers)
+        return [(number, pages[number]) for number in numbers]
 
     async def _bad_item(self, error: Exception, raw: Any) -> BaseException:
         """Convert ``raw`` again with its position in the page, for an error naming its path."""
@@ -390,17 +522,27 @@ class PageStream(Generic[T]):
         try:
             return await self._receive.receive()
         except anyio.EndOfStream:
-            await self.aclose()
-            raise StopAsyncIteration from None
+            pass
         except anyio.ClosedResourceError:
             # Closed while this consumer waited: by its client, or by another task.
             raise self._closed_by or StopAsyncIteration() from None
+        # The crawl's own pages are done: then the pages a change made it miss, if any.
+        if self._repaired is None:
+            try:
+                self._repaired = await self._repair()
+            except Exception as exc:
+                self._repaired = [_Failure(0, exc)]
+        if self._repaired:
+            return self._repaired.pop(0)
+        await self.aclose()
+        raise StopAsyncIteration
 
     def _page_done(self, number: int) -> None:
         self.stats.pages_done += 1
         self._done_pages.add(number)
         while self._next_page in self._done_pages:
             self._done_pages.discard(self._next_page)
+            self._page_ids.pop(self._next_page - 1, None)
             self._next_page += 1
 
     def _start(self) -> None:
@@ -453,6 +595,22 @@ class PageStream(Generic[T]):
             # Dropped after its loop closed (at interpreter exit): nothing left to stop.
             with contextlib.suppress(RuntimeError):
                 self._pump.cancel()
+
+
+def _within(number: int, page: Page[Any], size: int, gaps: list[tuple[int, int]]) -> Page[Any]:
+    """Page ``number`` with only the items in a gap: those whose position minus the page's
+    count lies in one of ``gaps`` (a page read again also holds customers handed out before,
+    perhaps by an earlier run that a resumed stream cannot dedupe against)."""
+    count = page.meta.total_count
+    if count is None:
+        return page
+    start = (number - 1) * size - count
+    kept = tuple(
+        item
+        for offset, item in enumerate(page.items)
+        if any(low <= start + offset < high for low, high in gaps)
+    )
+    return attrs.evolve(page, items=kept)
 
 
 class StreamRegistry:
@@ -598,6 +756,14 @@ class _Pump:
         if following is None:
             self._end = min(self._end, number)
             return True
+        if following <= number:
+            failure = PaginationError(
+                f"page {number} points to page {following} as the next one: pages must go "
+                "forward, so the list cannot be followed",
+                page=number,
+            )
+            await _send(out, _Failure(number, failure))
+            return False
         if (too_far := self._too_far(following)) is not None:
             await _send(out, too_far)
             return False
@@ -616,7 +782,18 @@ class _Pump:
         known = self._most_pages
         if not known and self._most_count and self._page_size:
             known = -(-self._most_count // self._page_size)
-        if not known or number <= 2 * known + 10:
+        if not known:
+            if number <= MAX_PAGES_WITHOUT_TOTALS:
+                return None
+            return _Failure(
+                number,
+                PaginationError(
+                    f"the server announces no totals and still points to page {number}, past "
+                    f"the {MAX_PAGES_WITHOUT_TOTALS:,} pages read without them",
+                    page=number,
+                ),
+            )
+        if number <= 2 * known + 10:
             return None
         return _Failure(
             number,

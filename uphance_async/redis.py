@@ -26,6 +26,7 @@ import functools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -143,7 +144,9 @@ class RedisLimiter:
 
     If Redis cannot be reached, requests fail with
     :class:`~uphance_async.errors.RateLimiterError`; with ``fallback="local"`` they go through
-    an in-process limiter instead (and Redis is tried again every few seconds), never unthrottled.
+    an in-process limiter instead (and Redis is tried again every few seconds), never unthrottled:
+    it starts at the rate this process was sending at (its share of the shared budget), so
+    processes that fall back together stay within the budget.
     """
 
     def __init__(
@@ -173,6 +176,7 @@ class RedisLimiter:
         self._fixed = checked_rate(rate)
         self._slots = anyio.CapacityLimiter(checked_in_flight(max_in_flight))
         self._gate = anyio.Lock()
+        self._sends: deque[float] = deque()
         self._fallback = fallback
         self._local = Limiter(max_in_flight, rate, clock=self._now)
         self._local_until = -math.inf
@@ -191,9 +195,12 @@ class RedisLimiter:
 
     @property
     def rate(self) -> float | None:
-        """The shared cap in requests per second, as of this process's last look at Redis."""
+        """The shared cap in requests per second, as of this process's last look at Redis
+        (in the local fallback, the fallback's cap)."""
         if self._fixed is not None:
             return self._fixed
+        if self._in_fallback():
+            return self._local.rate
         return rate_at(self._state, self._now())
 
     def _now(self) -> float:
@@ -232,6 +239,9 @@ class RedisLimiter:
             now, send = float(answer[0]), float(answer[1])
             self._offset = now - time.time()
             _, self._state = _state(answer[2:])
+            self._sends.append(send)
+            while self._sends and self._sends[0] < now - WINDOW:
+                self._sends.popleft()
             if send > now:
                 await anyio.sleep(send - now)
         return send
@@ -239,6 +249,16 @@ class RedisLimiter:
     async def _fallback_reserve(self) -> float:
         async with self._local.slot() as sent_at:
             return sent_at
+
+    def _own_share(self) -> float | None:
+        """This process's send rate over the last seconds before Redis failed: its share of
+        the shared budget, which the local fallback keeps to (``None``: it was not sending)."""
+        if not self._sends:
+            return None
+        now = self._now()
+        span = max(_SLOT, min(WINDOW, now - self._sends[0]))
+        recent = sum(1 for sent in self._sends if sent >= now - WINDOW)
+        return recent / span if recent else None
 
     async def accepted(self, sent_at: float) -> None:
         """Nothing to do: Redis counts sends, and accepted ones are sends minus 429s."""
@@ -298,6 +318,12 @@ class RedisLimiter:
                 exc,
                 _RETRY_REDIS,
             )
+            if not self._in_fallback():
+                share = self._own_share()
+                if share is not None and self._fixed is None:
+                    # Every process falls back to what it was getting: together they stay
+                    # within the shared budget instead of each probing for all of it.
+                    self._local.hold(share)
             self._local_until = time.monotonic() + _RETRY_REDIS
             return None
 

@@ -140,6 +140,7 @@ class ListEndpoint(Generic[T]):
             params=params,
             items_yielded=yielded,
             registry=registry,
+            resumed=resume,
         )
 
 

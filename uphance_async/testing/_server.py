@@ -180,6 +180,31 @@ class FakeUphance:
         self._changed()
         return [row.id for row in removed]
 
+    def change_every(
+        self,
+        requests: int,
+        *,
+        delete: int = 0,
+        create: int = 0,
+        at: Literal["front", "end"] = "front",
+        times: int | None = None,
+    ) -> None:
+        """Change the list while clients crawl it: every ``requests``-th request (before it is
+        answered), ``delete`` customers and then ``create`` new ones at the front or the end of
+        the list, ``times`` times in all (``None``: without end). Replaces ``on_request``."""
+        seen = changes = 0
+
+        def change(server: FakeUphance) -> None:
+            nonlocal seen, changes
+            seen += 1
+            if seen % requests or (times is not None and changes >= times):
+                return
+            changes += 1
+            server.delete_customers(delete, at=0 if at == "front" else len(server._rows) - delete)
+            server.insert_customers(create, at=0 if at == "front" else None)
+
+        self.on_request = change
+
     def patch_customer(self, customer_id: int, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Overwrite fields of a customer's record (to serve odd or broken data); the record."""
         record = self._materialise(self._by_id[customer_id])
