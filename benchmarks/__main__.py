@@ -1,9 +1,10 @@
-"""Benchmarks: ``python -m benchmarks [latency] [cpu] [memory] [ratelimit] [callers]``.
+"""Benchmarks: ``python -m benchmarks [latency] [cpu] [memory] [ratelimit] [callers] ...``.
 
 All run by default except ``callers`` (several minutes: many concurrent callers against a
-token-bucket server, in one process and in four, with the in-process and the Redis limiter)
-``dask`` (a partitioned crawl on a Dask LocalCluster against a single process) and ``dlt``
-(loading into DuckDB against exporting to JSON lines).
+token-bucket server, in one process and in four, with the in-process and the Redis limiter),
+``dask`` (a partitioned crawl on a Dask LocalCluster against a single process), ``dlt``
+(loading into DuckDB against exporting to JSON lines) and ``drift`` (the cost of exact crawls
+of a list that changes, and of ``verify=True``).
 
 Every figure is measured against FakeUphance running in a process of its own on 127.0.0.1, the
 compared variants interleaved in one run, and reported as medians with ratios. Results also go
@@ -395,6 +396,52 @@ def bench_dlt() -> dict[str, Any]:
     return report
 
 
+def bench_drift(repeats: int) -> dict[str, Any]:
+    """A crawl of 20,000 customers at 50 ms a page, concurrency 8: a list that holds still, and
+    one that changes (3 deleted and 1 created at the front every 10th request, 20 times), each
+    without and with ``verify=True``. A fresh server for every run; its start is not timed."""
+    changing = {"change_every": 10, "delete": 3, "create": 1, "times": 20}
+    variants = {
+        "still": ({}, False),
+        "still, verify=True": ({}, True),
+        "changing": (changing, False),
+        "changing, verify=True": (changing, True),
+    }
+
+    async def crawl(url: str, token: str, verify: bool) -> dict[str, float]:
+        async with UphanceClient(token=token, base_url=url) as client:
+            started = time.perf_counter()
+            crawled = client.customers.stream(status="all", raw=True, verify=verify)
+            async for _ in crawled:
+                pass
+            stats = crawled.stats
+            return {
+                "seconds": time.perf_counter() - started,
+                "requests": stats.pages_fetched,
+                "pages re-read": stats.pages_reread,
+                "verify passes": stats.verify_passes,
+                "customers": stats.items_yielded,
+            }
+
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, (change, verify) in variants.items():
+            with fake_server(customers=20_000, latency=0.05, **change) as server:
+                runs[name].append(asyncio.run(crawl(server["url"], server["token"], verify)))
+    still = statistics.median(run["seconds"] for run in runs["still"])
+    return {
+        name: {
+            "median_s": round(statistics.median(run["seconds"] for run in values), 3),
+            "of still": round(statistics.median(run["seconds"] for run in values) / still, 2),
+            **{
+                key: statistics.median(run[key] for run in values)
+                for key in ("requests", "pages re-read", "verify passes", "customers")
+            },
+        }
+        for name, values in runs.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", default=["latency", "cpu", "memory", "ratelimit"])
@@ -408,6 +455,7 @@ def main() -> None:
         "callers": bench_callers,
         "dask": bench_dask,
         "dlt": bench_dlt,
+        "drift": lambda: bench_drift(args.repeats),
     }
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {platform.python_implementation()} "

@@ -25,6 +25,10 @@ async def serve(args: argparse.Namespace) -> None:
         record_requests=False,
         seed=1,
     )
+    if args.change_every:
+        server.change_every(
+            args.change_every, delete=args.delete, create=args.create, times=args.times
+        )
     async with server:
         print(json.dumps({"url": server.url, "token": server.token}), flush=True)
         loop = asyncio.get_running_loop()
@@ -44,6 +48,10 @@ def main() -> None:
     parser.add_argument("--rate-burst", type=int, default=None)
     parser.add_argument("--cache", action="store_true")
     parser.add_argument("--no-retry-after", action="store_true")
+    parser.add_argument("--change-every", type=int, default=0, help="requests between changes")
+    parser.add_argument("--delete", type=int, default=0, help="customers deleted at the front")
+    parser.add_argument("--create", type=int, default=0, help="customers created at the front")
+    parser.add_argument("--times", type=int, default=None, help="changes in all")
     asyncio.run(serve(parser.parse_args()))
 
 

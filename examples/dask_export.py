@@ -12,7 +12,10 @@ starts a ``dask.distributed.LocalCluster`` of ``--workers`` processes (or joins 
 task per partition. Each task opens its own ``UphanceClient`` on its worker's event loop
 (sharing one rate budget through ``--redis URL`` if given) and writes ``DIR/part-NNNN.jsonl``
 with the library's export: the file appears whole or not at all, and a failed task is run again
-from its own checkpoint, not from the start. ``--organisations 9579,9580`` syncs several
+from its own checkpoint, not from the start. When every task is done, ``customers.mend()``
+repairs the boundaries between partitions: customers a change of the list moved past one go
+into ``DIR/part-seams.jsonl``, and one written by two neighbours is dropped from the later file.
+``--organisations 9579,9580`` syncs several
 organisations instead, one task each, signed in with ``UPHANCE_EMAIL``/``UPHANCE_PASSWORD``
 (Uphance keeps the organisation per token, so each task gets a token of its own).
 
@@ -32,7 +35,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from uphance_async import Checkpoint, RequestEvent, RetryPolicy, UphanceClient, export_customers
+from uphance_async import (
+    Checkpoint,
+    RequestEvent,
+    RetryPolicy,
+    Seams,
+    UphanceClient,
+    export_customers,
+)
 from uphance_async.errors import UphanceError
 
 ATTEMPTS = 3
@@ -101,6 +111,7 @@ async def export_partition(
         counts["pages"] += event.url_path == "/customers" and event.status == 200
         counts["retries"] += event.attempt > 1
 
+    ends: list[Checkpoint] = []
     for attempt in range(1, ATTEMPTS + 1):
         async with connect(options, organisation, count) as client:
             try:
@@ -113,6 +124,7 @@ async def export_partition(
                     else converter.structure(partition, Checkpoint),
                     # An earlier attempt, here or on a killed worker, left its checkpoint.
                     resume=attempt > 1 or runs > 1,
+                    on_done=ends.append,
                 )
             except UphanceError:
                 if attempt == ATTEMPTS:
@@ -128,8 +140,52 @@ async def export_partition(
             "retries": counts["retries"],
             "attempts": attempt + runs - 1,
             "seconds": round(time.perf_counter() - started, 2),
+            # Where the list stood at both ends of this partition, for mending the seams.
+            "end": converter.unstructure(ends[-1]),
         }
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def find_seams(options: dict[str, Any], ends: list[dict[str, Any]]) -> Seams:
+    """What a change of the list made the partitions miss or repeat at their boundaries."""
+    from uphance_async import converter
+
+    async with connect(options) as client:
+        return await client.customers.mend(
+            [converter.structure(end, Checkpoint) for end in ends], raw=True
+        )
+
+
+def apply_seams(folder: Path, seams: Seams) -> dict[str, int]:
+    """Write what the partitions missed into ``DIR/part-seams.jsonl`` and drop what two
+    neighbours both wrote from the later one."""
+    if seams.missed:
+        write_lines(folder / "part-seams.jsonl", [json.dumps(r).encode() for r in seams.missed])
+    kept: set[Any] = set()
+    for part in sorted(folder.glob("part-[0-9]*.jsonl")) if seams.repeated else []:
+        lines = part.read_bytes().splitlines()
+        keep = []
+        for line in lines:
+            key = json.loads(line).get("id")
+            if key in seams.repeated:
+                if key in kept:
+                    continue
+                kept.add(key)
+            keep.append(line)
+        if len(keep) != len(lines):
+            write_lines(part, keep)
+    return {
+        "missed": len(seams.missed),
+        "repeated": len(seams.repeated),
+        "pages re-read": seams.pages_reread,
+    }
+
+
+def write_lines(path: Path, lines: list[bytes]) -> None:
+    """Replace ``path`` whole with ``lines`` (written beside it, then renamed)."""
+    beside = path.with_name(f".{path.name}.mending")
+    beside.write_bytes(b"".join(line + b"\n" for line in lines))
+    os.replace(beside, path)
 
 
 def run(options: dict[str, Any]) -> dict[str, Any]:
@@ -168,12 +224,19 @@ def run(options: dict[str, Any]) -> dict[str, Any]:
         dask.close()
         if cluster is not None:
             cluster.close()
+    seams = {}
+    if not options["organisations"]:
+        found = asyncio.run(find_seams(options, [result["end"] for result in results]))
+        seams = apply_seams(Path(options["output_dir"]), found)
     return {
         "tasks": len(results),
-        "customers": sum(result["customers"] for result in results),
+        "customers": sum(result["customers"] for result in results)
+        + seams.get("missed", 0)
+        - seams.get("repeated", 0),
         "pages": sum(result["pages"] for result in results),
         "retries": sum(result["retries"] for result in results),
         "failed attempts": sum(result["attempts"] - 1 for result in results),
+        "seams": seams,
         "cluster start seconds": round(ready - started, 2),
         "seconds": round(time.perf_counter() - started, 2),
         "parts": results,

@@ -377,3 +377,38 @@ def test_help_offers_only_options_that_mean_something(
     with pytest.raises(SystemExit):
         main(["fake-server", "--help"])
     assert "tenant size (20000)" in capsys.readouterr().out
+
+
+def test_export_resumed_after_the_list_changed_holds_each_stable_customer_once(
+    env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "c.jsonl"
+    argv = ["customers", "export", "--status", "all", "-o", str(output), "--base-url", env.url]
+    before = env.ids("all")
+
+    def fail_after_four(server: FakeUphance) -> None:
+        if len(server.requests) >= 4:
+            server.fault_rate, server.faults = 1.0, ("503",)
+
+    env.on_request = fail_after_four
+    assert main([*argv, "--max-attempts", "1", "--concurrency", "1"]) == 1
+    env.on_request, env.fault_rate = None, 0.0
+    env.delete_customers(30, at=0)
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    ids = [json.loads(line)["id"] for line in output.read_text().splitlines()]
+    assert len(ids) == len(set(ids))
+    assert not (set(before) & set(env.ids("all"))) - set(ids)
+    assert "the list changed during the crawl" in capsys.readouterr().err
+
+
+def test_export_verify_reads_the_list_again_and_says_so(
+    env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "c.jsonl"
+    argv = ["customers", "export", "--status", "all", "-o", str(output), "--base-url", env.url]
+    assert main([*argv, "--verify"]) == 0
+    assert "verified in 1 more passes" in capsys.readouterr().err
+    assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == env.ids("all")
+    assert main([*argv, "--verify", "--resume"]) == 2
+    assert "not with --resume" in capsys.readouterr().err

@@ -208,3 +208,63 @@ async def test_an_export_resumed_after_the_list_changed_holds_each_stable_custom
     assert resumed
     ids = [json.loads(line)["id"] for line in output.read_text().splitlines()]
     assert_exact(ids, before, after)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_verify_catches_changes_that_keep_the_count(ordered: bool) -> None:
+    async with FakeUphance(customers=1000, page_size=25, seed=4) as server:
+        before = server.ids("all")
+        # One deleted at the front and one created at the end: the count never moves.
+        deleted = 0
+
+        def churn(fake: FakeUphance) -> None:
+            nonlocal deleted
+            if len(fake.requests) % 3 == 2 and deleted < 15:
+                deleted += 1
+                fake.delete_customers(1, at=0)
+                fake.insert_customers(1)
+
+        server.on_request = churn
+        plain, plain_stats = await crawl(server, concurrency=4, ordered=ordered)
+        after_plain = server.ids("all")
+        missing = (set(before) & set(after_plain)) - set(plain)
+        assert missing  # what counts alone cannot see
+        assert not plain_stats.drift
+        deleted = 0
+        before = server.ids("all")
+        verified, stats = await crawl(server, concurrency=4, ordered=ordered, verify=True)
+        after = server.ids("all")
+    assert_exact(verified, before, after)
+    assert 1 <= stats.verify_passes <= 3
+
+
+async def test_verify_on_a_list_that_holds_still_costs_one_pass() -> None:
+    async with FakeUphance(customers=500, page_size=25, seed=4) as server:
+        delivered, stats = await crawl(server, concurrency=4, verify=True)
+        assert delivered == server.ids("all")
+        assert len(server.requests) == 2 * 20
+    assert stats.verify_passes == 1
+
+
+async def test_mend_finds_what_partitions_missed_and_repeated() -> None:
+    async with FakeUphance(customers=400, page_size=25, seed=4) as server:
+        before = server.ids("all")
+        async with UphanceClient(token=server.token, base_url=server.url, retry=FAST) as client:
+            parts = await client.customers.partitions(4, status="all")
+            ends, delivered = [], []
+            for number, part in enumerate(parts):
+                if number == 2:
+                    server.delete_customers(7, at=0)  # between two partitions' reads
+                stream = client.customers.stream(resume=part, raw=True)
+                delivered += [record["id"] async for record in stream]
+                ends.append(stream.checkpoint)
+            seams = await client.customers.mend(ends, raw=True)
+            typed = await client.customers.mend(ends)
+        after = server.ids("all")
+    assert len(seams.missed) == 7
+    assert seams.repeated == frozenset()
+    assert [c.id for c in typed.missed] == [r["id"] for r in seams.missed]
+    assert_exact(delivered + [r["id"] for r in seams.missed], before, after)
+    with pytest.raises(ValueError, match="page order"):
+        async with UphanceClient(token=server.token, base_url=server.url) as client:
+            await client.customers.mend(list(reversed(ends)))

@@ -199,3 +199,27 @@ async def test_a_task_run_again_after_its_worker_died_counts_that_attempt(
     assert result["attempts"] == 2
     assert result["customers"] == len(server.ids("all"))
     assert sorted(path.name for path in os.scandir(tmp_path)) == ["part-0000.jsonl"]
+
+
+@pytest.mark.parametrize(("delete", "create"), [(3, 0), (0, 3), (4, 1)])
+def test_the_dask_recipe_mends_the_seams_of_a_list_that_moves(
+    thread_served: Callable[[FakeUphance], FakeUphance],
+    tmp_path: Path,
+    delete: int,
+    create: int,
+) -> None:
+    server = thread_served(FakeUphance(customers=1200, page_size=50, latency=0.01, seed=5))
+    before = server.ids("all")
+    server.change_every(2, delete=delete, create=create, at="front", times=10)
+    out = tmp_path / "out"
+    summary = run_recipe(
+        server, out, "--token", server.token, "--status", "all", "--partitions", "4"
+    )
+    after = server.ids("all")
+    ids = exported(out, "part-*.jsonl")
+    assert len(ids) == len(set(ids)), "a customer written twice"
+    assert not (set(before) & set(after)) - set(ids), "a stable customer missing"
+    assert summary["customers"] == len(ids)
+    seams = summary["seams"]
+    assert set(seams) == {"missed", "repeated", "pages re-read"}
+    assert seams["missed"] + seams["repeated"] > 0  # the change did move customers across seams

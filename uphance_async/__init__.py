@@ -49,7 +49,7 @@ from .models import (
     OutstandingAmount,
     PurchaseAmount,
 )
-from .pagination import Checkpoint, Page, PageMeta, PageStream, StreamStats
+from .pagination import Checkpoint, Page, PageMeta, PageStream, Seams, StreamStats
 from .resources.customers import CustomerStream
 
 # A library logs, the application decides where logs go.
@@ -96,6 +96,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryPolicy",
+    "Seams",
     "ServerError",
     "StreamStats",
     "Token",

@@ -325,6 +325,8 @@ async def export(
     progress: Callable[[StreamStats], None] | None = None,
     stdout: IO[bytes] | None = None,
     partition: Checkpoint | None = None,
+    verify: bool = False,
+    on_done: Callable[[Checkpoint], None] | None = None,
 ) -> tuple[StreamStats, bool]:
     """Stream every customer into ``output`` (``None``: ``stdout``), as the command line's
     ``customers export`` does, with the same guarantees; returns (stats, resumed).
@@ -332,7 +334,12 @@ async def export(
     With ``resume`` and a checkpoint beside ``output``, carries on where the last run stopped.
     An export to standard output is written as it comes and cannot be resumed. ``partition``
     (from ``client.customers.partitions()``) exports only its pages, with its filters.
+    ``verify`` reads the list again after the crawl (see ``customers.stream``); it cannot be
+    combined with ``resume``. ``on_done`` is called with the stream's last checkpoint once
+    every customer is written: ``client.customers.mend()`` takes those of all partitions.
     """
+    if verify and resume:
+        raise ExportError("--verify re-reads the whole list in one run: not with --resume")
     params = query_filters(status, agent_contact)
     if partition is not None:
         if params:
@@ -344,15 +351,24 @@ async def export(
             raise ExportError("--resume needs --output FILE (not standard output)")
         if stdout is None:
             raise ExportError("no output given")
-        stream = client.customers.stream(concurrency=concurrency, resume=start, raw=True)
+        stream = client.customers.stream(
+            concurrency=concurrency, resume=start, raw=True, verify=verify
+        )
         await _write(stream, stdout.write, form, progress, None)
         stdout.flush()
+        if on_done is not None:
+            on_done(stream.checkpoint)
         return stream.stats, False
     if not output.parent.exists():
         # As curl -o does: a mistyped folder is a usage error, not a tree to create.
         raise ExportError(f"the folder of {output} does not exist")
     with _locked(output):
-        return await _export_to_file(client, output, form, start, resume, concurrency, progress)
+        stream, resumed = await _export_to_file(
+            client, output, form, start, resume, concurrency, progress, verify
+        )
+    if on_done is not None:
+        on_done(stream.checkpoint)
+    return stream.stats, resumed
 
 
 async def _export_to_file(
@@ -363,7 +379,8 @@ async def _export_to_file(
     resume: bool,
     concurrency: int | None,
     progress: Callable[[StreamStats], None] | None,
-) -> tuple[StreamStats, bool]:
+    verify: bool,
+) -> tuple[Any, bool]:
     marker, partial = checkpoint_path(output), partial_path(output)
     remove_leftovers(marker)
     saved = _load_checkpoint(marker, form, start) if resume and marker.exists() else None
@@ -376,7 +393,10 @@ async def _export_to_file(
         hasher = await anyio.to_thread.run_sync(_verified_prefix, partial, marker, saved)
         offset, run_id = saved.offset, saved.run_id
     stream = client.customers.stream(
-        concurrency=concurrency, resume=saved.checkpoint if saved else start, raw=True
+        concurrency=concurrency,
+        resume=saved.checkpoint if saved else start,
+        raw=True,
+        verify=verify,
     )
     sink = _Sink(partial, offset, hasher)
     try:
@@ -407,7 +427,7 @@ async def _export_to_file(
     marker.unlink(missing_ok=True)
     os.replace(partial, output)
     await anyio.to_thread.run_sync(sync_directory, output.parent)
-    return stream.stats, saved is not None
+    return stream, saved is not None
 
 
 async def _write(

@@ -166,6 +166,7 @@ async def _run_export(client: UphanceClient, args: argparse.Namespace, output: P
             concurrency=args.concurrency,
             progress=progress,
             stdout=sys.stdout.buffer,
+            verify=getattr(args, "verify", False),
         )
     except ExportError as exc:
         raise UsageError(str(exc)) from None
@@ -173,10 +174,15 @@ async def _run_export(client: UphanceClient, args: argparse.Namespace, output: P
     progress(stats, final=True)
     rate = stats.items_yielded / elapsed if elapsed else 0.0
     where = output if output is not None else "standard output"
+    moved = ""
+    if stats.drift or stats.pages_reread:
+        moved = f"; the list changed during the crawl: {stats.pages_reread} pages read again"
+    if stats.verify_passes:
+        moved += f"; verified in {stats.verify_passes} more passes"
     return (
         f"{'resumed: ' if resumed else ''}exported {stats.items_yielded:,} customers from "
         f"{stats.pages_fetched} pages to {where} in {elapsed:.2f} s ({rate:,.0f} customers/s, "
-        f"{stats.retries} retries, {stats.throttled} throttled)"
+        f"{stats.retries} retries, {stats.throttled} throttled{moved})"
     )
 
 
@@ -441,6 +447,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--agent-contact", help="only customers of the agent with this e-mail/phone")
     run.add_argument(
         "--output", "-o", default="-", help="file, or - for standard output (not resumable)"
+    )
+    run.add_argument(
+        "--verify",
+        action="store_true",
+        help="read the list again after the crawl to catch changes that keep its count "
+        "(at least one more full crawl; not with --resume)",
     )
     load = actions.add_parser(
         "load",

@@ -376,13 +376,15 @@ class UphanceClient:
         stop_page: int | None = None,
         ordered: bool = True,
         resume: Checkpoint | None = None,
+        verify: bool = False,
     ) -> PageStream[Record]:
         """Every record of any paginated list, e.g. ``client.paginate("/invoices",
         key="invoices", params={"since_id": 1000})``, as the JSON objects it came as.
 
         The same engine as ``customers.stream()``: pages fetched concurrently and handed out in
         order (``ordered=False``: as they come), bounded memory, records deduplicated on
-        ``"id"``, ``.stats``, ``.checkpoint`` and ``resume=``.
+        ``"id"``, ``.stats``, ``.checkpoint`` and ``resume=``, the same exactness when the list
+        changes and the same ``verify=``.
         """
         return _raw_list(path, key).stream(
             self._transport,
@@ -395,6 +397,7 @@ class UphanceClient:
             raw=True,
             registry=self._registry,
             filters_given=params is not None,
+            verify=verify,
         )
 
     async def partitions(

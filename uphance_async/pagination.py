@@ -30,6 +30,7 @@ import weakref
 from array import array
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from itertools import pairwise
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
@@ -46,6 +47,7 @@ __all__ = [
     "PageMeta",
     "PageSource",
     "PageStream",
+    "Seams",
     "StreamRegistry",
     "StreamStats",
     "id_key",
@@ -83,7 +85,9 @@ class Checkpoint:
     when the page before ``next_page`` was read, ``page_size`` the server's page size and
     ``last_ids`` the ids of that page: with them a resumed stream finds the customers a change
     made meanwhile moved across the resume point, and does not repeat those it moved back
-    (see :class:`PageStream`). It is plain data:
+    (see :class:`PageStream`). ``first_count`` and ``first_ids`` are the same of the stream's
+    first page: with the last checkpoints of all partitions, ``customers.mend()`` repairs the
+    boundaries between them. It is plain data:
     ``uphance_async.converter.unstructure(checkpoint)`` gives a JSON-ready dict and
     ``converter.structure(data, Checkpoint)`` reads it back.
     """
@@ -97,6 +101,8 @@ class Checkpoint:
     total_count: int | None = attrs.field(default=None, eq=False)
     page_size: int | None = attrs.field(default=None, eq=False)
     last_ids: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
+    first_count: int | None = attrs.field(default=None, eq=False)
+    first_ids: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
 
 
 @attrs.define(slots=True)
@@ -106,7 +112,8 @@ class StreamStats:
     ``pages_fetched`` counts downloads (they run ahead of the consumer), ``pages_done`` the
     pages whose every item was handed out. ``drift`` tells that the list's ``total_count``
     changed during the crawl, and ``pages_reread`` how many pages were read again to hand out
-    the customers the change had moved past a page boundary.
+    the customers the change had moved past a page boundary; ``verify_passes`` counts the
+    whole passes ``verify=True`` made after the crawl.
     """
 
     pages_fetched: int = 0
@@ -117,6 +124,7 @@ class StreamStats:
     duplicates_dropped: int = 0
     drift: bool = False
     pages_reread: int = 0
+    verify_passes: int = 0
     total_pages: int | None = None
     total_count: int | None = None
     started: float | None = None
@@ -164,6 +172,8 @@ _STALE_PAGES = 5
 # Rounds of re-reading the pages a change may have moved customers across, before the list is
 # declared too busy to crawl exactly.
 _REPAIR_ROUNDS = 8
+# Whole passes over the list that verify=True may make after the crawl.
+_VERIFY_PASSES = 3
 # A server that announces no totals gets at most this many pages.
 MAX_PAGES_WITHOUT_TOTALS = 10_000
 
@@ -298,6 +308,7 @@ class PageStream(Generic[T]):
         stop_page: int | None = None,
         registry: StreamRegistry | None = None,
         resumed: Checkpoint | None = None,
+        verify: bool = False,
     ) -> None:
         self._receive: MemoryObjectReceiveStream[_Message] | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -335,6 +346,14 @@ class PageStream(Generic[T]):
         self._last_ids: tuple[int, ...] = ()
         self._repaired: list[_Message] | None = None
         self._resumed_count: int | None = None
+        # verify=True: whole passes over the list after the crawl, until one finds nothing new.
+        self._verify_passes = _VERIFY_PASSES if verify else 0
+        self._verifying = False
+        self._verify_done = 0
+        self._verify_found = 0
+        self._verify_counts: set[int | None] = set()
+        self._first_count = resumed.first_count if resumed is not None else None
+        self._first_ids = resumed.first_ids if resumed is not None else ()
         if resumed is not None and resumed.total_count is not None and start_page > 1:
             self._counts[start_page - 1] = self._resumed_count = resumed.total_count
             self._page_size = resumed.page_size or 0
@@ -353,6 +372,8 @@ class PageStream(Generic[T]):
             total_count=self._counts.get(self._next_page - 1),
             page_size=self._page_size or None,
             last_ids=self._page_ids.get(self._next_page - 1, ()),
+            first_count=self._first_count,
+            first_ids=self._first_ids,
         )
 
     def __aiter__(self) -> PageStream[T]:
@@ -395,13 +416,19 @@ class PageStream(Generic[T]):
                 raise await self._failed(message.error)
             self._page_no, page = message
             self._page_items = page.items
-            if self._page_no:
+            if self._verifying:
+                self._verify_counts.add(page.meta.total_count)
+                self._page_no = 0
+            elif self._page_no:
                 try:
                     self._observe(self._page_no, page)
                 except DriftError as exc:
                     raise await self._failed(exc) from None
             self._items = self._seen.fresh(page.items, self._key)
-            self.stats.duplicates_dropped += len(page.items) - len(self._items)
+            if self._verifying:
+                self._verify_found += len(self._items)
+            else:
+                self.stats.duplicates_dropped += len(page.items) - len(self._items)
             if self._items:
                 self._stale_pages = 0
                 return self._items
@@ -437,65 +464,27 @@ class PageStream(Generic[T]):
             self.stats.drift = True
         keys = [self._key(item) for item in page.items]
         self._page_ids[number] = tuple(key for key in keys if type(key) is int)
+        if number == self._start_page and self._first_count is None:
+            self._first_count, self._first_ids = count, self._page_ids[number]
 
     async def _repair(self) -> list[_Message]:
         """The pages that hold the customers a change of the list moved past a page boundary
-        during the crawl, read again now; a :class:`DriftError` last when the list did not
-        hold still long enough to find them (see the module's documentation)."""
-        size, counts = self._page_size, self._counts
-        # Front changes keep (position - count) of every customer that stayed: a seam whose
-        # later page saw a smaller count skipped the customers between these two values.
+        during the crawl, read again now (only those customers kept); a failure last when the
+        list did not hold still long enough to find them."""
+        counts = self._counts
         gaps = [
-            (number * size - counts[number], number * size - counts[number + 1])
+            gap
             for number in sorted(counts)
-            if number + 1 in counts and counts[number + 1] < counts[number]
+            if number + 1 in counts
+            and (gap := seam_gap(number, self._page_size, counts[number], counts[number + 1]))
         ]
-        if not gaps or not size or self._latest_count is None:
+        if not gaps or self._latest_count is None:
             return []
-        found: list[_Message] = []
-        count = self._latest_count
-        for _ in range(_REPAIR_ROUNDS):
-            wanted = sorted(
-                {
-                    number
-                    for low, high in gaps
-                    for number in range(
-                        max(0, low + count) // size + 1, max(0, high + count - 1) // size + 2
-                    )
-                }
-            )
-            pages = await self._read_again(wanted)
-            found += [(0, _within(number, page, size, gaps)) for number, page in pages]
-            seen = {page.meta.total_count for _, page in pages}
-            if seen <= {count}:
-                return found
-            count = max((c for c in seen if c is not None), default=count)
-        return [
-            *found,
-            _Failure(
-                0,
-                DriftError(
-                    f"the list kept changing while {_REPAIR_ROUNDS} rounds re-read the pages "
-                    "where customers may have been skipped: some customers that stayed in the "
-                    "list may be missing; run the crawl again when the list is quieter",
-                    page=max(counts),
-                ),
-            ),
-        ]
-
-    async def _read_again(self, numbers: list[int]) -> list[tuple[int, Page[Any]]]:
-        pages: dict[int, Page[Any]] = {}
-
-        async def read(number: int) -> None:
-            body = await self._source.download(number, self.stats.observe)
-            pages[number] = self._source.parse(body)
-
-        async with anyio.create_task_group() as group:
-            for number in numbers:
-                group.start_soon(read, number)
-        self.stats.pages_reread += len(numbers)
-        self.stats.pages_fetched += len(numbers)
-        return [(number, pages[number]) for number in numbers]
+        pages, settled = await read_gaps(
+            self._source, gaps, self._page_size, self._latest_count, self.stats
+        )
+        found: list[_Message] = [(0, page) for page in pages]
+        return found if settled else [*found, _Failure(0, drift_error(max(counts)))]
 
     async def _bad_item(self, error: Exception, raw: Any) -> BaseException:
         """Convert ``raw`` again with its position in the page, for an error naming its path."""
@@ -534,8 +523,40 @@ class PageStream(Generic[T]):
                 self._repaired = [_Failure(0, exc)]
         if self._repaired:
             return self._repaired.pop(0)
+        if self._verify_passes:
+            try:
+                again = self._verify_again()
+            except DriftError as exc:
+                raise await self._failed(exc) from None
+            if again:
+                return await self._next_message()
         await self.aclose()
         raise StopAsyncIteration
+
+    def _verify_again(self) -> bool:
+        """Start another verifying pass when one is due; raises :class:`DriftError` when the
+        passes allowed all found customers the crawl had missed (or saw the count move)."""
+        settled = self._verifying and not self._verify_found and len(self._verify_counts) == 1
+        if settled:
+            return False
+        if self._verifying and self._verify_passes == self._verify_done:
+            raise drift_error(self._next_page - 1)
+        self._verify_done += 1
+        self.stats.verify_passes += 1
+        self._verifying, self._verify_found = True, 0
+        self._verify_counts.clear()
+        if self._receive is not None:
+            self._receive.close()
+        send, self._receive = anyio.create_memory_object_stream[_Message](0)
+        pump = _Pump(
+            self._source,
+            key=self._key,
+            concurrency=self._concurrency,
+            stats=self.stats,
+            stop_page=self._stop_page,
+        )
+        self._pump = asyncio.get_running_loop().create_task(pump.as_ready(self._start_page, send))
+        return True
 
     def _page_done(self, number: int) -> None:
         self.stats.pages_done += 1
@@ -597,7 +618,124 @@ class PageStream(Generic[T]):
                 self._pump.cancel()
 
 
-def _within(number: int, page: Page[Any], size: int, gaps: list[tuple[int, int]]) -> Page[Any]:
+Gap = tuple[int, int]
+"""Customers a change skipped, as a range of (position in the list - the list's count): under
+changes before them that value stays the same for every customer that stays."""
+
+
+def seam_gap(last: int, size: int, count_before: int, count_after: int) -> Gap | None:
+    """The customers skipped at the boundary after page ``last`` (pages of ``size``), read when
+    the list held ``count_before`` and, for page ``last + 1``, ``count_after``: a smaller count
+    after the boundary means that many customers moved back past it unseen."""
+    if not size or count_after >= count_before:
+        return None
+    return last * size - count_before, last * size - count_after
+
+
+class _Reads(Protocol):
+    pages_reread: int
+    pages_fetched: int
+
+    def observe(self, event: RequestEvent) -> None: ...
+
+
+async def read_gaps(
+    source: PageSource, gaps: list[Gap], size: int, count: int, stats: _Reads
+) -> tuple[list[Page[Any]], bool]:
+    """Read again the pages that now hold the customers in ``gaps`` (``count``: the list's
+    latest count), each page cut down to those customers, until every page read in one round
+    saw the same count; the pages, and False when the list was still changing after
+    :data:`_REPAIR_ROUNDS` rounds."""
+    found: list[Page[Any]] = []
+    for _ in range(_REPAIR_ROUNDS):
+        wanted = sorted(
+            {
+                number
+                for low, high in gaps
+                for number in range(
+                    max(0, low + count) // size + 1, max(0, high + count - 1) // size + 2
+                )
+            }
+        )
+        pages: dict[int, Page[Any]] = {}
+        async with anyio.create_task_group() as group:
+            for number in wanted:
+                group.start_soon(_read_into, pages, source, number, stats.observe)
+        stats.pages_reread += len(wanted)
+        stats.pages_fetched += len(wanted)
+        found += [_within(number, pages[number], size, gaps) for number in wanted]
+        seen = {page.meta.total_count for page in pages.values()}
+        if seen <= {count}:
+            return found, True
+        count = max((c for c in seen if c is not None), default=count)
+    return found, False
+
+
+@attrs.frozen(slots=True)
+class Seams:
+    """What :meth:`~uphance_async.resources.customers.CustomersAPI.mend` found at the
+    boundaries between partitions: ``missed``, the customers no partition handed out (add
+    them), and ``repeated``, the ids two neighbouring partitions both handed out (keep one)."""
+
+    missed: tuple[Any, ...] = ()
+    repeated: frozenset[Hashable] = frozenset()
+    pages_reread: int = 0
+
+
+async def mend_seams(source: PageSource, ends: Sequence[Checkpoint]) -> Seams:
+    """The :class:`Seams` between partitions whose last checkpoints are ``ends``, in page
+    order; the missed customers come as the page source's records."""
+    gaps: list[Gap] = []
+    repeated: set[Hashable] = set()
+    size = max((end.page_size or 0 for end in ends), default=0)
+    counts = [count for end in ends for count in (end.total_count, end.first_count) if count]
+    for before, after in pairwise(ends):
+        last = before.stop_page
+        if last is None or before.next_page != last + 1 or after.next_page <= last + 1:
+            raise ValueError(
+                "mend() takes the last checkpoints of finished partitions, in page order"
+            )
+        if before.total_count is None or after.first_count is None or not size:
+            continue  # a server without totals: nothing to go by
+        gap = seam_gap(last, size, before.total_count, after.first_count)
+        if gap is not None:
+            gaps.append(gap)
+        grown = after.first_count - before.total_count
+        if grown > len(after.first_ids):
+            raise DriftError(
+                f"{grown} customers were added before page {last + 1} between the reads of "
+                "its neighbouring partitions: too many to tell which came twice",
+                page=last + 1,
+            )
+        if grown > 0:
+            repeated |= set(before.last_ids) & set(after.first_ids)
+    if not gaps:
+        return Seams(repeated=frozenset(repeated))
+    stats = StreamStats()
+    pages, settled = await read_gaps(source, gaps, size, max(counts), stats)
+    if not settled:
+        raise drift_error(max(end.next_page for end in ends))
+    missed = tuple(item for page in pages for item in page.items)
+    return Seams(missed=missed, repeated=frozenset(repeated), pages_reread=stats.pages_reread)
+
+
+async def _read_into(
+    pages: dict[int, Page[Any]], source: PageSource, number: int, observe: Observer
+) -> None:
+    pages[number] = source.parse(await source.download(number, observe))
+
+
+def drift_error(page: int) -> DriftError:
+    """The error of a list that did not hold still long enough to be crawled exactly."""
+    return DriftError(
+        f"the list kept changing while {_REPAIR_ROUNDS} rounds re-read the pages where "
+        "customers may have been skipped: some customers that stayed in the list may be "
+        "missing; run the crawl again when the list is quieter",
+        page=page,
+    )
+
+
+def _within(number: int, page: Page[Any], size: int, gaps: list[Gap]) -> Page[Any]:
     """Page ``number`` with only the items in a gap: those whose position minus the page's
     count lies in one of ``gaps`` (a page read again also holds customers handed out before,
     perhaps by an earlier run that a resumed stream cannot dedupe against)."""

@@ -9,7 +9,7 @@ resource is then a few lines: see ``customers.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -20,7 +20,7 @@ from .._events import Observer
 from .._transport import Transport, json_like
 from .._validate import positive_int
 from ..errors import ResponseValidationError
-from ..pagination import Checkpoint, Page, PageStream, StreamRegistry, id_key
+from ..pagination import Checkpoint, Page, PageStream, Seams, StreamRegistry, id_key, mend_seams
 from ._shapes import answer_to, items, page_meta
 
 __all__ = ["ListEndpoint", "Record"]
@@ -98,6 +98,21 @@ class ListEndpoint(Generic[T]):
             start = end + 1
         return tuple(found)
 
+    async def mend(
+        self, transport: Transport, ends: Sequence[Checkpoint], *, raw: bool = False
+    ) -> Seams:
+        """The :class:`Seams` between finished partitions, from their last checkpoints."""
+        ends = tuple(ends)
+        if not ends or not all(isinstance(end, Checkpoint) for end in ends):
+            raise TypeError("mend() takes the last Checkpoint of every partition, in page order")
+        if any(end.params != ends[0].params for end in ends):
+            raise ValueError("the partitions given were made with different filters")
+        pages = self.pages(transport, dict(ends[0].params))
+        seams = await mend_seams(pages, ends)
+        if raw or self.model is None:
+            return seams
+        return attrs.evolve(seams, missed=tuple(map(pages.convert, seams.missed)))
+
     def stream(
         self,
         transport: Transport,
@@ -112,6 +127,7 @@ class ListEndpoint(Generic[T]):
         registry: StreamRegistry | None = None,
         stream_class: type[PageStream[Any]] = PageStream,
         filters_given: bool = True,
+        verify: bool = False,
     ) -> PageStream[Any]:
         """Every record of the list, streamed by the engine (see :class:`PageStream`).
 
@@ -141,6 +157,7 @@ class ListEndpoint(Generic[T]):
             items_yielded=yielded,
             registry=registry,
             resumed=resume,
+            verify=verify,
         )
 
 

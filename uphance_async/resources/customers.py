@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from .. import _validate
 from .._convert import body, structure, structure_hook
 from .._transport import Transport, path_of
 from ..models import Address, Contact, Customer, NewAddress, NewContact, NewCustomer
-from ..pagination import Checkpoint, Page, PageStream, StreamRegistry
+from ..pagination import Checkpoint, Page, PageStream, Seams, StreamRegistry
 from ._lists import ListEndpoint
 from ._shapes import answer_to, items, one_object
 
@@ -97,6 +97,7 @@ class CustomersAPI:
         ordered: bool = ...,
         resume: Checkpoint | None = ...,
         raw: Literal[False] = ...,
+        verify: bool = ...,
     ) -> CustomerStream[Customer]: ...
 
     @overload
@@ -111,6 +112,7 @@ class CustomersAPI:
         ordered: bool = ...,
         resume: Checkpoint | None = ...,
         raw: Literal[True],
+        verify: bool = ...,
     ) -> CustomerStream[RawCustomer]: ...
 
     def stream(
@@ -124,6 +126,7 @@ class CustomersAPI:
         ordered: bool = True,
         resume: Checkpoint | None = None,
         raw: bool = False,
+        verify: bool = False,
     ) -> CustomerStream[Customer] | CustomerStream[RawCustomer]:
         """Every customer of ``GET /customers``, fetching pages concurrently, in page order.
 
@@ -133,6 +136,12 @@ class CustomersAPI:
         crawls. ``resume`` continues from a :class:`~uphance_async.pagination.Checkpoint` (the
         filters and ``stop_page`` come from it). ``raw=True`` yields the plain JSON dicts, for
         exports that re-serialise.
+
+        Every customer that stays in the list from the start to the end is handed out exactly
+        once, or the stream raises :class:`~uphance_async.errors.DriftError` (see the README,
+        "Exactness when the list changes"). ``verify=True`` then reads the whole list again,
+        up to 3 times, until a pass finds nothing new while the count holds still: it also
+        catches changes that keep the count, at the cost of at least one more full crawl.
         """
         return CUSTOMERS.stream(  # type: ignore[return-value]
             self._transport,
@@ -146,6 +155,7 @@ class CustomersAPI:
             registry=self._registry,
             stream_class=CustomerStream,
             filters_given=status is not None or agent_contact is not None,
+            verify=verify,
         )
 
     async def partitions(
@@ -167,6 +177,16 @@ class CustomersAPI:
         """
         params = query_filters(status, agent_contact)
         return await CUSTOMERS.partitions(self._transport, params, count, overlap=overlap)
+
+    async def mend(self, ends: Sequence[Checkpoint], *, raw: bool = False) -> Seams:
+        """Repair the boundaries between partitions once all of them have finished: ``ends``
+        are their last checkpoints (``stream.checkpoint``, or ``export_customers(on_done=)``),
+        in page order. Returns the customers no partition handed out because the list changed
+        during the crawl (``missed``, as :class:`Customer` or raw dicts) and the ids two
+        neighbours both handed out (``repeated``: keep one); raises
+        :class:`~uphance_async.errors.DriftError` when that cannot be told exactly.
+        """
+        return await CUSTOMERS.mend(self._transport, ends, raw=raw)
 
     async def get(self, customer_id: int) -> Customer:
         """``GET /customers/{id}``: one customer; :class:`NotFoundError` if there is none."""
