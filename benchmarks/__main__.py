@@ -3,8 +3,10 @@
 All run by default except ``callers`` (several minutes: many concurrent callers against a
 token-bucket server, in one process and in four, with the in-process and the Redis limiter),
 ``dask`` (a partitioned crawl on a Dask LocalCluster against a single process), ``dlt``
-(loading into DuckDB against exporting to JSON lines) and ``drift`` (the cost of exact crawls
-of a list that changes, and of ``verify=True``).
+(loading into DuckDB against exporting to JSON lines), ``drift`` (the cost of exact crawls of a
+list that changes, and of ``verify=True``), ``handlers`` (the FastAPI recipe under uvicorn
+with 50 and 400 users, without and with a deadline; about two minutes) and ``fairness`` (four
+processes sharing a budget with their own limiters, and with a RedisLimiter; finishing times).
 
 Every figure is measured against FakeUphance running in a process of its own on 127.0.0.1, the
 compared variants interleaved in one run, and reported as medians with ratios. Results also go
@@ -255,6 +257,21 @@ def redis_server() -> Iterator[str]:
         process.wait(10)
 
 
+def _callers(
+    server: dict[str, Any], processes: int, options: list[str], redis: str
+) -> list[dict[str, Any]]:
+    """``benchmarks._callers`` in ``processes`` processes starting together; their reports."""
+    command = [sys.executable, "-m", "benchmarks._callers", server["url"], server["token"]]
+    command += [*options, "--start-at", str(time.time() + 2)]
+    if redis:
+        command += ["--redis", redis, "--key", f"benchmark-{time.time_ns()}"]
+    workers = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        for _ in range(processes)
+    ]
+    return [json.loads(worker.communicate()[0]) for worker in workers]
+
+
 def callers_run(
     limit: float, retry_after: bool, processes: int, callers: int, seconds: float, redis: str = ""
 ) -> dict[str, Any]:
@@ -262,16 +279,8 @@ def callers_run(
     with fake_server(
         customers=100, rate_limit=limit, rate_burst=10, no_retry_after=not retry_after
     ) as server:
-        command = [sys.executable, "-m", "benchmarks._callers", server["url"], server["token"]]
-        command += ["--callers", str(callers), "--seconds", str(seconds)]
-        command += ["--start-at", str(time.time() + 2)]
-        if redis:
-            command += ["--redis", redis, "--key", f"benchmark-{time.time_ns()}"]
-        workers = [
-            subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-            for _ in range(processes)
-        ]
-        results = [json.loads(worker.communicate()[0]) for worker in workers]
+        options = ["--callers", str(callers), "--seconds", str(seconds)]
+        results = _callers(server, processes, options, redis)
     ok = sum(result["ok"] for result in results)
     throttled = sum(result["throttled"] for result in results)
     elapsed = max(result["seconds"] for result in results)
@@ -297,6 +306,32 @@ def bench_callers(seconds: float = 60.0) -> dict[str, Any]:
             rows.append(callers_run(40, retry_after, 4, 100, seconds))
             rows.append(callers_run(40, retry_after, 4, 100, seconds, redis=url))
     return {"seconds per run": seconds, "runs": rows}
+
+
+def fairness_run(processes: int, calls: int, limit: float, redis: str = "") -> dict[str, Any]:
+    """``processes`` each making ``calls`` get() at once against one bucket; finishing times."""
+    with fake_server(customers=100, rate_limit=limit, rate_burst=10) as server:
+        results = _callers(server, processes, ["--calls", str(calls), "--seconds", "600"], redis)
+    ok = sum(result["ok"] for result in results)
+    throttled = sum(result["throttled"] for result in results)
+    finished = sorted(round(result["seconds"], 1) for result in results)
+    return {
+        "finishing times s": finished,
+        "slowest / ideal": round(finished[-1] / (processes * calls / limit), 2),
+        "share answered 429": round(throttled / max(1, ok + throttled), 3),
+        "errors": sum(result["errors"] for result in results),
+    }
+
+
+def bench_fairness(runs: int = 3) -> dict[str, Any]:
+    """Four processes, 300 get() each gathered at once, 40 requests/s (burst 10; ideal 30 s):
+    each with its own limiter, and sharing a RedisLimiter, interleaved ``runs`` times."""
+    rows: dict[str, list[dict[str, Any]]] = {"own limiters": [], "shared RedisLimiter": []}
+    with redis_server() as url:
+        for _ in range(runs):
+            rows["own limiters"].append(fairness_run(4, 300, 40.0))
+            rows["shared RedisLimiter"].append(fairness_run(4, 300, 40.0, redis=url))
+    return rows
 
 
 def bench_dask() -> dict[str, Any]:
@@ -442,6 +477,114 @@ def bench_drift(repeats: int) -> dict[str, Any]:
     }
 
 
+async def _users(url: str, ids: list[int], users: int, seconds: float) -> list[tuple[int, float]]:
+    """``users`` callers, each asking ``GET /customers/{id}`` in a loop for ``seconds`` (and
+    waiting ``Retry-After`` after a 503, as a well-behaved caller does); the status and latency
+    of every answer that came within the ``seconds``."""
+    answers: list[tuple[int, float]] = []
+    stop = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=users)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def user(number: int) -> None:
+            turn = number
+            while time.monotonic() < stop:
+                started = time.monotonic()
+                try:
+                    async with session.get(f"{url}/customers/{ids[turn % len(ids)]}") as answer:
+                        await answer.read()
+                        status = answer.status
+                        retry_after = float(answer.headers.get("Retry-After", "1"))
+                except aiohttp.ServerDisconnectedError:
+                    continue  # a kept-alive connection the server had closed: ask again
+                ended = time.monotonic()
+                if ended <= stop:
+                    answers.append((status, ended - started))
+                if status == 503:
+                    await asyncio.sleep(min(retry_after, max(0.0, stop - ended)))
+                turn += users
+
+        await asyncio.gather(*(user(number) for number in range(users)))
+    return answers
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+def bench_handlers() -> dict[str, Any]:
+    """The FastAPI recipe under uvicorn, in front of a server with a 50 req/s budget (burst
+    10), against 50 and 400 concurrent users, without a deadline and with a 2 s one."""
+    budget = 50.0
+    results: dict[str, Any] = {}
+    runs = [(50, 20.0, "none"), (400, 30.0, "none"), (50, 20.0, "2"), (400, 30.0, "2")]
+    for users, seconds, deadline in runs:
+        with fake_server(customers=1000, rate_limit=budget, rate_burst=10) as server:
+            first = requests.get(
+                f"{server['url']}/customers",
+                params={"page": 1},
+                headers={"Authorization": f"Bearer {server['token']}"},
+                timeout=10,
+            ).json()
+            ids = [record["id"] for record in first["customers"]]
+            port = _free_port()
+            env = {
+                **dict(__import__("os").environ),
+                "UPHANCE_TOKEN": server["token"],
+                "UPHANCE_BASE_URL": server["url"],
+                "UPHANCE_DEADLINE": deadline,
+            }
+            command = [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app"]
+            command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            command += ["--timeout-keep-alive", "60"]
+            app = subprocess.Popen(command, env=env, cwd=ROOT)
+            try:
+                _wait_for_port(port)
+                answers = asyncio.run(_users(f"http://127.0.0.1:{port}", ids, users, seconds))
+            finally:
+                app.terminate()
+                app.wait(30)
+        served = [took for status, took in answers if status == 200]
+        shed = [took for status, took in answers if status == 503]
+        others = len(answers) - len(served) - len(shed)
+        results[f"{users} users, {seconds:.0f} s, deadline {deadline}"] = {
+            "served/s": round(len(served) / seconds, 1),
+            "budget held": round(len(served) / seconds / budget, 3),
+            "served p50/p95/p99/max s": [
+                round(_percentile(served, share), 3) for share in (0.5, 0.95, 0.99, 1.0)
+            ],
+            "503s": len(shed),
+            "503 p50/p95/p99 s": [
+                round(_percentile(shed, share), 3) for share in (0.5, 0.95, 0.99)
+            ],
+            "other answers": others,
+        }
+    return results
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _wait_for_port(port: int) -> None:
+    import socket
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("uvicorn did not start")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", default=["latency", "cpu", "memory", "ratelimit"])
@@ -456,6 +599,8 @@ def main() -> None:
         "dask": bench_dask,
         "dlt": bench_dlt,
         "drift": lambda: bench_drift(args.repeats),
+        "handlers": bench_handlers,
+        "fairness": lambda: bench_fairness(args.repeats),
     }
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {platform.python_implementation()} "

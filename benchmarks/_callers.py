@@ -2,7 +2,8 @@
 
 ``python -m benchmarks._callers URL TOKEN --callers 100 --seconds 20 [--redis URL --key K]``
 prints one JSON line: successful requests, 429 answers and errors, counted by the client's
-``on_request`` hook over the run.
+``on_request`` hook over the run. ``--calls N`` makes N calls at once and stops when they are
+done (``seconds`` is then how long that took).
 """
 
 from __future__ import annotations
@@ -49,13 +50,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await client.customers.get(args.first_id + number % 50)
             except Exception:
                 errors += 1
+            if args.calls:
+                return  # a fixed amount of work: one call per caller
 
     async with client:
         if args.start_at:
             await asyncio.sleep(max(0.0, args.start_at - time.time()))
             deadline = time.monotonic() + args.seconds
         started = time.monotonic()
-        await asyncio.gather(*(caller(n) for n in range(args.callers)))
+        await asyncio.gather(*(caller(n) for n in range(args.calls or args.callers)))
         elapsed = time.monotonic() - started
     return {**counts, "errors": errors, "seconds": elapsed}
 
@@ -70,6 +73,9 @@ def main() -> None:
     parser.add_argument("--redis")
     parser.add_argument("--key", default="uphance-benchmark")
     parser.add_argument("--start-at", type=float, default=0.0)
+    parser.add_argument(
+        "--calls", type=int, default=0, help="make this many calls, all at once, then stop"
+    )
     print(json.dumps(asyncio.run(run(parser.parse_args()))), flush=True)
 
 

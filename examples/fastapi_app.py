@@ -5,7 +5,8 @@ the client (its connection pool, rate limiter and retry policy); making a client
 would throw all of that away on every call.
 
 Uphance's errors become answers a caller can act on: invalid input 422, no such customer 404,
-Uphance throttling 503 with ``Retry-After``, Uphance unreachable 502 and too slow 504.
+Uphance throttling, or more load than the rate budget serves within the deadline, 503 with
+``Retry-After``, Uphance unreachable 502 and too slow 504.
 """
 
 from __future__ import annotations
@@ -48,10 +49,18 @@ def error_answer(error: UphanceError) -> JSONResponse:
 
 
 def client_from_environment() -> UphanceClient:
-    """The client the UPHANCE_* variables describe."""
+    """The client the UPHANCE_* variables describe.
+
+    ``UPHANCE_DEADLINE`` (seconds, 2 by default; ``none`` for no deadline) bounds each call to
+    Uphance, waits for the rate budget included: under more load than the budget serves, a
+    caller is told at once to come back (503 with ``Retry-After``) instead of waiting in a long
+    queue.
+    """
+    deadline = os.environ.get("UPHANCE_DEADLINE", "2")
     return UphanceClient(
         token=os.environ["UPHANCE_TOKEN"],
         base_url=os.environ.get("UPHANCE_BASE_URL", "https://api.uphance.com"),
+        deadline=None if deadline.lower() == "none" else float(deadline),
     )
 
 

@@ -112,3 +112,28 @@ async def test_the_ndjson_route_answers_an_error_status_for_a_bad_token(
             answer = await http.get("/customers.ndjson?status=all")
     assert answer.status_code == 502, answer.text
     assert answer.json()["detail"] == "Uphance failed: AuthenticationError"
+
+
+async def test_load_beyond_the_budget_is_shed_as_503_with_retry_after(
+    server: FakeUphance,
+) -> None:
+    from uphance_async import Limiter
+
+    recipe = load_recipe()
+
+    def make() -> UphanceClient:
+        return UphanceClient(
+            token=server.token, base_url=server.url, limiter=Limiter(rate=10.0), deadline=0.5
+        )
+
+    app = recipe.create_app(make)
+    wanted = server.ids()[0]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://recipe") as http:
+            answers = await asyncio.gather(*(http.get(f"/customers/{wanted}") for _ in range(30)))
+    statuses = [answer.status_code for answer in answers]
+    assert 3 <= statuses.count(200) <= 8
+    shed = [answer for answer in answers if answer.status_code == 503]
+    assert len(shed) + statuses.count(200) == 30
+    assert all(int(answer.headers["Retry-After"]) >= 1 for answer in shed)

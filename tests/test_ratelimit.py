@@ -117,11 +117,35 @@ async def test_the_rate_climbs_holds_then_probes_beyond() -> None:
     assert climb == sorted(climb)
     assert rate_at(state, 2.0) == pytest.approx(45.0)
     assert rate_at(state, 11.0) == pytest.approx(45.0)  # held below what the server accepted
-    assert rate_at(state, 14.0) == pytest.approx(45.0 + 50 * 0.05 * 2)
+    probing = [rate_at(state, 12.0 + t) or 0.0 for t in range(0, 13, 2)]
+    assert probing[1] == pytest.approx(45.0 * (1 + 0.05 * 2 + (2 / 6) ** 3))
+    steps = [b - a for a, b in itertools.pairwise(probing)]
+    assert steps == sorted(steps)  # slow near the last 429, then faster and faster
+    assert probing[-1] > 3 * 45.0  # room found within seconds
     paused = Throttle(w_max=50.0, last_cut=0.0, paused_until=1.0)
     assert rate_at(paused, 0.5) == pytest.approx(45.0)  # the server's pause was the cut
-    assert rate_at(paused, 13.0) == pytest.approx(45.0)  # held, counted from the pause's end
-    assert rate_at(paused, 15.0) == pytest.approx(45.0 + 50 * 0.05 * 2)
+    assert rate_at(paused, 11.0) == pytest.approx(45.0)  # held, counted from the pause's end
+    assert rate_at(paused, 13.0) == pytest.approx(45.0 * (1 + 0.05 * 2 + (2 / 6) ** 3))
+
+
+def test_a_deep_cut_is_regained_within_seconds() -> None:
+    # Cut to a tenth of the rate it held (measured while others took the budget).
+    state = Throttle(w_max=4.0, last_cut=0.0, w_peak=40.0)
+    assert rate_at(state, 0.5) == pytest.approx(4.0 * (0.7 + 0.2 * (1 - 0.75**3)))
+    assert (rate_at(state, 5.0) or 0.0) >= 0.8 * 40.0
+    assert rate_at(state, 10.0) == pytest.approx(36.0)  # then held where it was
+    decided = after_429(
+        Throttle(w_max=40.0, last_cut=0.0),
+        now=30.0,
+        sent_at=29.9,
+        retry_after=None,
+        adaptive=True,
+        rtt=0.01,
+        accepted=lambda window: 4.0,
+        accepted_count=8,
+    )
+    assert decided.w_max == 4.0
+    assert decided.w_peak == rate_at(Throttle(w_max=40.0, last_cut=0.0), 30.0)
 
 
 def test_after_429_measures_the_accepted_rate() -> None:

@@ -24,7 +24,7 @@ from yarl import URL
 
 from ._auth import Auth
 from ._events import Observer, RequestEvent, call_hook
-from ._ratelimit import RateLimiter
+from ._ratelimit import RateLimiter, Shed
 from ._redact import REDACTED, clip, redact_headers
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
 from .errors import (
@@ -266,8 +266,10 @@ class Transport:
         headers: Mapping[str, str],
         max_response_bytes: int,
         on_request: Observer | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._base = str(base_url).rstrip("/")
+        self.deadline = deadline
         self._session = session
         self._auth = auth
         self.limiter = limiter
@@ -284,6 +286,7 @@ class Transport:
         retry: RetryPolicy,
         timeout: aiohttp.ClientTimeout,
         max_response_bytes: int,
+        deadline: float | None,
     ) -> Transport:
         """A transport with the same auth, limiter, headers and hook, and these settings."""
         return Transport(
@@ -296,6 +299,7 @@ class Transport:
             headers=self._headers,
             max_response_bytes=max_response_bytes,
             on_request=self._on_request,
+            deadline=deadline,
         )
 
     async def request(
@@ -315,7 +319,38 @@ class Transport:
         ``authorization`` overrides the client's auth: a header value, or ``None`` for none;
         a 401 is then not answered by renewing the client's token. ``observer`` is told of each
         attempt, like the client's ``on_request`` hook.
+
+        With a ``deadline`` the whole call (the limiter's queue, every attempt, backoff,
+        Retry-After pauses, a token renewal) ends within it: a call the budget cannot serve in
+        time raises :class:`RateLimitError` at once, a retry that would end past it is not
+        started, and the deadline passing meanwhile is an :class:`APITimeoutError`.
         """
+        if self.deadline is None:
+            return await self._request(method, path, params, json, observer, decode, authorization)
+        expires = anyio.current_time() + self.deadline
+        try:
+            with anyio.fail_after(self.deadline):
+                return await self._request(
+                    method, path, params, json, observer, decode, authorization, expires
+                )
+        except TimeoutError:
+            raise APITimeoutError(
+                f"{method} {path}: the deadline of {self.deadline:g} s passed",
+                method=method,
+                url_path=path,
+            ) from None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+        observer: Observer | None,
+        decode: Decode,
+        authorization: str | UseAuth | None,
+        expires: float | None = None,
+    ) -> Any:
         url = URL(self._base + path, encoded=True)
         data = orjson.dumps(json) if json is not None else None
         attempt = 0  # every HTTP attempt, for the events
@@ -331,7 +366,9 @@ class Transport:
             )
             started = time.perf_counter()
             try:
-                status, value = await self._attempt(method, url, path, params, data, header)
+                status, value = await self._attempt(
+                    method, url, path, params, data, header, expires
+                )
                 decoded = self._decoded(decode, value, method, path, status)
             except AuthenticationError as error:
                 self._tell(observer, method, path, started, attempt, error.status, error)
@@ -348,9 +385,19 @@ class Transport:
             except APIStatusError as error:
                 self._tell(observer, method, path, started, attempt, error.status, error)
                 raise
+            except Shed as shed:
+                # Shed before anything was sent: no attempt to tell of, no budget spent.
+                raise RateLimitError(
+                    f"{method} {path}: not sent, the rate budget cannot serve it within the "
+                    f"deadline (about {shed.wait:.2f} s from now)",
+                    retry_after=shed.wait,
+                    status=429,
+                    method=method,
+                    url_path=path,
+                ) from None
             except _Retryable as failure:
                 self._tell(observer, method, path, started, attempt, failure.status, failure.error)
-                await self._before_retry(method, path, tries, failure)
+                await self._before_retry(method, path, tries, failure, expires)
                 continue
             except ClientClosedError:
                 raise
@@ -371,15 +418,19 @@ class Transport:
             error.args = (clip(f"{method} {path} answered {status}: {error}", secrets),)
             raise _Retryable(error, sent=True, status=status) from None
 
-    async def _before_retry(self, method: str, path: str, tries: int, failure: _Retryable) -> None:
-        """Raise ``failure``'s error when it may not be retried; otherwise wait for the retry."""
+    async def _before_retry(
+        self, method: str, path: str, tries: int, failure: _Retryable, expires: float | None
+    ) -> None:
+        """Raise ``failure``'s error when it may not be retried (or the wait before the retry
+        would end past the deadline); otherwise wait for the retry."""
         retriable = method in IDEMPOTENT_METHODS or not failure.sent
         if isinstance(failure.error, RateLimitError):
             retriable = self.retry.should_retry_status(method, 429)
-        if not retriable or tries >= self.retry.max_attempts:
+        wait = self.retry.delay(tries, failure.retry_after)
+        late = expires is not None and anyio.current_time() + wait >= expires
+        if not retriable or tries >= self.retry.max_attempts or late:
             # The cause (a DNS or TLS failure, say) stays visible in tracebacks.
             raise failure.error from failure.cause
-        wait = self.retry.delay(tries, failure.retry_after)
         logger.warning(
             "%s %s failed (%s); retry %d of %d in %.2f s",
             method,
@@ -422,6 +473,7 @@ class Transport:
         params: Mapping[str, str] | None,
         data: bytes | None,
         authorization: str | None,
+        expires: float | None = None,
     ) -> tuple[int, bytes]:
         headers = dict(self._headers)
         if authorization is not None:
@@ -429,7 +481,10 @@ class Transport:
         if data is not None:
             headers["Content-Type"] = "application/json"
         sent = False
-        async with self.limiter.slot() as sent_at:
+        # A deadline is passed only when there is one: limiters written before deadlines
+        # existed take no argument.
+        slot = self.limiter.slot() if expires is None else self.limiter.slot(expires)
+        async with slot as sent_at:
             try:
                 async with self._session().request(
                     method,

@@ -170,7 +170,12 @@ class UphanceClient:
     request. ``concurrency`` is how many pages a stream fetches at once by default.
 
     Pass ``session=`` to use your own ``aiohttp.ClientSession``; the client then never closes
-    it. ``timeout`` bounds a whole request, ``connect_timeout`` the connection, in seconds.
+    it. ``timeout`` bounds one HTTP attempt, ``connect_timeout`` its connection, in seconds.
+    ``deadline`` bounds a whole call, every wait included (the rate limiter's queue, retries,
+    their backoff, ``Retry-After`` pauses, a token renewal; in a stream, each page): a call the
+    rate budget cannot serve in time fails at once with :class:`RateLimitError` (its
+    ``retry_after`` estimates when it could be served) without spending any of the budget, and
+    the deadline passing meanwhile raises :class:`APITimeoutError`.
     Answers larger than ``max_response_bytes`` raise :class:`ResponseTooLargeError`. Redirects
     are not followed: a 3xx answer raises :class:`APIStatusError`. ``on_request`` is called with
     a :class:`RequestEvent` after every HTTP attempt (token requests included), for metrics.
@@ -198,6 +203,7 @@ class UphanceClient:
         allow_insecure: bool = False,
         on_request: Observer | None = None,
         limiter: RateLimiter | None = None,
+        deadline: float | None = None,
     ) -> None:
         if credentials is None and (email is not None or password is not None):
             if email is None or password is None:
@@ -261,6 +267,7 @@ class UphanceClient:
             headers={"Accept": "application/json", "User-Agent": user_agent or USER_AGENT},
             max_response_bytes=_checked_max_bytes(max_response_bytes),
             on_request=on_request,
+            deadline=None if deadline is None else _checked_seconds("deadline", deadline),
         )
         self._attach(transport, concurrency, self._shared.streams)
 
@@ -283,8 +290,10 @@ class UphanceClient:
         retry: RetryPolicy | None = None,
         max_response_bytes: int | None = None,
         concurrency: int | None = None,
+        deadline: float | None = None,
     ) -> UphanceClient:
-        """A view of this client with some settings changed for the calls made through it.
+        """A view of this client with some settings changed for the calls made through it
+        (``deadline``: see :class:`UphanceClient`).
 
         The view shares the session, the limiter, the sign-in and the ``on_request`` hook.
         Closing the client closes its views; closing a view stops only the view's streams and
@@ -312,6 +321,9 @@ class UphanceClient:
             max_response_bytes=_checked_max_bytes(max_response_bytes)
             if max_response_bytes is not None
             else current.max_response_bytes,
+            deadline=current.deadline
+            if deadline is None
+            else _checked_seconds("deadline", deadline),
         )
         registry = StreamRegistry()
         self._shared.views.add(registry)

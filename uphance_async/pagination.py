@@ -547,15 +547,7 @@ class PageStream(Generic[T]):
         self._verify_counts.clear()
         if self._receive is not None:
             self._receive.close()
-        send, self._receive = anyio.create_memory_object_stream[_Message](0)
-        pump = _Pump(
-            self._source,
-            key=self._key,
-            concurrency=self._concurrency,
-            stats=self.stats,
-            stop_page=self._stop_page,
-        )
-        self._pump = asyncio.get_running_loop().create_task(pump.as_ready(self._start_page, send))
+        self._launch(self._start_page, ordered=False)
         return True
 
     def _page_done(self, number: int) -> None:
@@ -567,10 +559,16 @@ class PageStream(Generic[T]):
             self._next_page += 1
 
     def _start(self) -> None:
+        self.stats.started = time.monotonic()
+        self._launch(self._next_page, ordered=self._ordered)
+        if self._registry is not None:
+            self._registry.add(self)
+
+    def _launch(self, first: int, *, ordered: bool) -> None:
+        """Start a pump sending pages from ``first`` on, to a new receiving end."""
         # No buffer: the pump parses a page only when the consumer is about to want it, so at
         # most two decoded pages are alive (the consumer's and the next), the rest stay bytes.
         send, self._receive = anyio.create_memory_object_stream[_Message](0)
-        self.stats.started = time.monotonic()
         pump = _Pump(
             self._source,
             key=self._key,
@@ -580,10 +578,8 @@ class PageStream(Generic[T]):
         )
         # The pump must not hold a reference to this stream, so that dropping the stream
         # (leaving an `async for` without `async with`) lets __del__ stop it.
-        run = pump.in_order if self._ordered else pump.as_ready
-        self._pump = asyncio.get_running_loop().create_task(run(self._next_page, send))
-        if self._registry is not None:
-            self._registry.add(self)
+        run = pump.in_order if ordered else pump.as_ready
+        self._pump = asyncio.get_running_loop().create_task(run(first, send))
 
     async def aclose(self) -> None:
         """Stop fetching, and wait until every request of this stream has ended.

@@ -36,9 +36,11 @@ from ._ratelimit import (
     NEVER,
     WINDOW,
     Limiter,
+    Queue,
+    Shed,
     Throttle,
+    admits,
     after_429,
-    checked_in_flight,
     checked_rate,
     rate_at,
     smoothed,
@@ -56,7 +58,7 @@ logger = logging.getLogger("uphance_async")
 _SLOT = 0.25  # seconds per counter of sends and 429s
 _SLOTS = round(WINDOW / _SLOT)  # the counters that make the measuring window
 _TTL = 3600  # seconds the state outlives the last request
-_FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at")
+_FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at", "w_peak")
 _RETRY_REDIS = 5.0  # seconds in local fallback before trying Redis again
 
 # KEYS: the state hash, the counters hash. ARGV: seconds between sends (0: no cap), slot
@@ -78,8 +80,8 @@ redis.call('HSETNX', KEYS[1], 'first_send', string.format('%.6f', send))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 local fields = redis.call('HMGET', KEYS[1], 'version', 'w_max', 'slow_start', 'last_cut',
-  'paused_until', 'paused_at')
-return {string.format('%.6f', now), string.format('%.6f', send), unpack(fields, 1, 6)}
+  'paused_until', 'paused_at', 'w_peak')
+return {string.format('%.6f', now), string.format('%.6f', send), unpack(fields, 1, 7)}
 """
 
 # KEYS: the state hash, the counters hash. ARGV: the slot of a 429 to count ('' for none),
@@ -96,9 +98,9 @@ for i = 0, tonumber(ARGV[3]) - 1 do
 end
 local counts = redis.call('HMGET', KEYS[2], unpack(names))
 local fields = redis.call('HMGET', KEYS[1], 'version', 'w_max', 'slow_start', 'last_cut',
-  'paused_until', 'paused_at', 'first_send')
+  'paused_until', 'paused_at', 'w_peak', 'first_send')
 local answer = {string.format('%.6f', now)}
-for i = 1, 7 do answer[#answer + 1] = fields[i] or '' end
+for i = 1, 8 do answer[#answer + 1] = fields[i] or '' end
 for i = 1, #counts do answer[#answer + 1] = counts[i] or '0' end
 return answer
 """
@@ -129,6 +131,7 @@ def _state(values: list[Any]) -> tuple[str, Throttle]:
         last_cut=_number(values[3], NEVER),
         paused_until=_number(values[4], NEVER),
         paused_at=_number(values[5], NEVER),
+        w_peak=_number(values[6], 0.0),
     )
 
 
@@ -174,7 +177,7 @@ class RedisLimiter:
         self.key = key
         self._keys = [f"uphance-async:{{{key}}}", f"uphance-async:{{{key}}}:counts"]
         self._fixed = checked_rate(rate)
-        self._slots = anyio.CapacityLimiter(checked_in_flight(max_in_flight))
+        self._queue = Queue(max_in_flight)
         self._gate = anyio.Lock()
         self._sends: deque[float] = deque()
         self._fallback = fallback
@@ -191,7 +194,7 @@ class RedisLimiter:
     @property
     def max_in_flight(self) -> int:
         """The cap on requests in flight in this process."""
-        return int(self._slots.total_tokens)
+        return int(self._queue.slots.total_tokens)
 
     @property
     def rate(self) -> float | None:
@@ -212,14 +215,23 @@ class RedisLimiter:
         return self._scripts[source]
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[float]:
-        """Hold one of this process's places in flight, once the shared budget allows."""
+    async def slot(self, deadline: float | None = None) -> AsyncIterator[float]:
+        """Hold one of this process's places in flight, once the shared budget allows.
+
+        With a ``deadline`` (``anyio.current_time()`` clock), a call that the shared pause and
+        this process's queue at the shared rate would keep past it raises ``Shed`` at once.
+        """
         if self._in_fallback():
-            async with self._local.slot() as sent_at:
+            async with self._local.slot(deadline) as sent_at:
                 yield sent_at
             return
-        async with self._slots:
-            sent_at = await self._reserve()
+        if deadline is not None:
+            rate = self.rate
+            wait = max(0.0, self._state.paused_until - self._now())
+            wait += self._queue.waiting / rate if rate else 0.0
+            if not admits(anyio.current_time(), wait, deadline):
+                raise Shed(wait)
+        async with self._queue.place(self._reserve) as sent_at:
             try:
                 yield sent_at
             finally:
@@ -278,9 +290,9 @@ class RedisLimiter:
                 return
             count = ""
             now = float(answer[0])
-            version, state = _state(answer[1:7])
-            first_send = _number(answer[7], now)
-            counts = [int(value) for value in answer[8:]]
+            version, state = _state(answer[1:8])
+            first_send = _number(answer[8], now)
+            counts = [int(value) for value in answer[9:]]
             decided = after_429(
                 state,
                 now=now,

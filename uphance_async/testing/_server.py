@@ -348,7 +348,11 @@ class FakeUphance:
         """Start listening; ``url`` is set once this returns."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._serve)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Stopping waits at most a second for answers under way (a slow fault, a client that
+        # keeps its connection): a test server must stop promptly when told to.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port).start()
         host, port = self._runner.addresses[0][:2]
