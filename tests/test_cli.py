@@ -30,6 +30,21 @@ def env(fake: FakeUphance, monkeypatch: pytest.MonkeyPatch) -> FakeUphance:
     return fake
 
 
+def export_all(env: FakeUphance, output: Path) -> list[str]:
+    """The command line that exports every customer of ``env`` to ``output``."""
+    return ["customers", "export", "--status", "all", "-o", str(output), "--base-url", env.url]
+
+
+def fail_after(requests: int) -> Callable[[FakeUphance], None]:
+    """A server hook that answers 503 to everything from the ``requests``-th request on."""
+
+    def hook(server: FakeUphance) -> None:
+        if len(server.requests) >= requests:
+            server.fault_rate, server.faults = 1.0, ("503",)
+
+    return hook
+
+
 def test_export_jsonl_to_a_file(
     env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -71,13 +86,9 @@ def test_export_resumes_from_its_checkpoint(
     env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "c.jsonl"
-    argv = ["customers", "export", "--status", "all", "-o", str(output), "--base-url", env.url]
+    argv = export_all(env, output)
 
-    def fail_after_three(server: FakeUphance) -> None:
-        if len(server.requests) >= 3:
-            server.fault_rate, server.faults = 1.0, ("503",)
-
-    env.on_request = fail_after_three
+    env.on_request = fail_after(3)
     assert main([*argv, "--max-attempts", "1"]) == 1
     assert "ServerError" in capsys.readouterr().err
     assert not output.exists()
@@ -383,14 +394,10 @@ def test_export_resumed_after_the_list_changed_holds_each_stable_customer_once(
     env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "c.jsonl"
-    argv = ["customers", "export", "--status", "all", "-o", str(output), "--base-url", env.url]
+    argv = export_all(env, output)
     before = env.ids("all")
 
-    def fail_after_four(server: FakeUphance) -> None:
-        if len(server.requests) >= 4:
-            server.fault_rate, server.faults = 1.0, ("503",)
-
-    env.on_request = fail_after_four
+    env.on_request = fail_after(4)
     assert main([*argv, "--max-attempts", "1", "--concurrency", "1"]) == 1
     env.on_request, env.fault_rate = None, 0.0
     env.delete_customers(30, at=0)
@@ -406,7 +413,7 @@ def test_export_verify_reads_the_list_again_and_says_so(
     env: FakeUphance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "c.jsonl"
-    argv = ["customers", "export", "--status", "all", "-o", str(output), "--base-url", env.url]
+    argv = export_all(env, output)
     assert main([*argv, "--verify"]) == 0
     assert "verified in 1 more passes" in capsys.readouterr().err
     assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == env.ids("all")

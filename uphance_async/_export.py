@@ -43,7 +43,7 @@ from ._files import (
 from ._validate import positive_int
 from .client import UphanceClient
 from .errors import ExportError, OutputStateError, RecordEncodingError
-from .pagination import Checkpoint, StreamStats
+from .pagination import Checkpoint, PageStream, StreamStats
 from .resources.customers import query_filters
 
 Format = Literal["jsonl", "csv"]
@@ -346,6 +346,7 @@ async def export(
             raise ExportError("a partition carries its own filters: give no --status or agent")
         params = dict(partition.params)
     start = partition if partition is not None else Checkpoint(1, params)
+    stream: PageStream[Any]
     if output is None:
         if resume:
             raise ExportError("--resume needs --output FILE (not standard output)")
@@ -356,16 +357,15 @@ async def export(
         )
         await _write(stream, stdout.write, form, progress, None)
         stdout.flush()
-        if on_done is not None:
-            on_done(stream.checkpoint)
-        return stream.stats, False
-    if not output.parent.exists():
-        # As curl -o does: a mistyped folder is a usage error, not a tree to create.
-        raise ExportError(f"the folder of {output} does not exist")
-    with _locked(output):
-        stream, resumed = await _export_to_file(
-            client, output, form, start, resume, concurrency, progress, verify
-        )
+        resumed = False
+    else:
+        if not output.parent.exists():
+            # As curl -o does: a mistyped folder is a usage error, not a tree to create.
+            raise ExportError(f"the folder of {output} does not exist")
+        with _locked(output):
+            stream, resumed = await _export_to_file(
+                client, output, form, start, resume, concurrency, progress, verify
+            )
     if on_done is not None:
         on_done(stream.checkpoint)
     return stream.stats, resumed
@@ -380,7 +380,7 @@ async def _export_to_file(
     concurrency: int | None,
     progress: Callable[[StreamStats], None] | None,
     verify: bool,
-) -> tuple[Any, bool]:
+) -> tuple[PageStream[Any], bool]:
     marker, partial = checkpoint_path(output), partial_path(output)
     remove_leftovers(marker)
     saved = _load_checkpoint(marker, form, start) if resume and marker.exists() else None

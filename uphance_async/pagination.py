@@ -343,9 +343,7 @@ class PageStream(Generic[T]):
         self._latest_count: int | None = None
         self._page_size = 0
         self._page_ids: dict[int, tuple[int, ...]] = {}
-        self._last_ids: tuple[int, ...] = ()
         self._repaired: list[_Message] | None = None
-        self._resumed_count: int | None = None
         # verify=True: whole passes over the list after the crawl, until one finds nothing new.
         self._verify_passes = _VERIFY_PASSES if verify else 0
         self._verifying = False
@@ -355,9 +353,10 @@ class PageStream(Generic[T]):
         self._first_count = resumed.first_count if resumed is not None else None
         self._first_ids = resumed.first_ids if resumed is not None else ()
         if resumed is not None and resumed.total_count is not None and start_page > 1:
-            self._counts[start_page - 1] = self._resumed_count = resumed.total_count
+            # The page before the resume point, as the checkpoint saw it.
+            self._counts[start_page - 1] = resumed.total_count
             self._page_size = resumed.page_size or 0
-            self._last_ids = self._page_ids[start_page - 1] = resumed.last_ids
+            self._page_ids[start_page - 1] = resumed.last_ids
             for seen in resumed.last_ids:
                 self._seen.add(seen)
 
@@ -451,9 +450,10 @@ class PageStream(Generic[T]):
         count = page.meta.total_count
         if count is None:
             return
-        if self._resumed_count is not None and number == self._start_page:
-            grown = count - self._resumed_count
-            if grown > len(self._last_ids):
+        before = self._counts.get(number - 1) if number == self._start_page else None
+        if before is not None:
+            grown = count - before
+            if grown > len(self._page_ids.get(number - 1, ())):
                 raise DriftError(
                     f"{grown} customers were added before the resume point since the checkpoint "
                     "was made: some already handed out would come again; run again from the start",
