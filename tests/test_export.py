@@ -6,6 +6,8 @@ import asyncio
 import csv
 import hashlib
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from uphance_async import ExportError, OutputStateError, RetryPolicy, UphanceClient
+from uphance_async import ExportError, OutputStateError, RetryPolicy, UphanceClient, _export
 from uphance_async._export import (
     CSV_COLUMNS,
     checkpoint_path,
@@ -23,6 +25,7 @@ from uphance_async._export import (
     lock_path,
     partial_path,
 )
+from uphance_async._files import write_atomically
 from uphance_async.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -103,6 +106,39 @@ async def test_a_failed_fresh_export_keeps_the_previous_file(
         with pytest.raises(APIConnectionError):
             await export(client, output, form=form, status="all")
     assert output.read_bytes() == good
+
+
+async def test_a_cancelled_export_never_leaves_a_checkpoint_without_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C cancels the main task while a checkpoint is being written in a worker thread: the
+    cleanup must wait for that thread, or it deletes the file the checkpoint then describes."""
+    output = tmp_path / "c.jsonl"
+    writing = threading.Event()
+    original = write_atomically
+
+    def slow_write(path: Path, data: bytes) -> None:
+        writing.set()
+        time.sleep(0.3)
+        original(path, data)
+
+    monkeypatch.setattr(_export, "write_atomically", slow_write)
+    monkeypatch.setattr(_export, "SAVE_EVERY", 0.0)
+    async with FakeUphance(customers=200, page_size=10, latency=0.01, seed=2) as server:
+        async with UphanceClient(token=server.token, base_url=server.url) as client:
+            task = asyncio.create_task(export(client, output, status="all"))
+            assert await asyncio.to_thread(writing.wait, 10)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await asyncio.sleep(0.5)  # a thread the cleanup did not wait for would finish now
+        assert checkpoint_path(output).exists()
+        assert partial_path(output).exists()
+        monkeypatch.setattr(_export, "write_atomically", original)
+        async with UphanceClient(token=server.token, base_url=server.url) as client:
+            _, resumed = await export(client, output, status="all", resume=True)
+    assert resumed
+    assert exported_ids(output, "jsonl") == server.ids("all")
 
 
 async def test_a_fresh_run_discards_an_older_checkpoint(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -287,15 +288,20 @@ class _Sink:
         self.file = open(path, "ab")  # noqa: SIM115 - closed by close()
         self.file.truncate(offset)
         self.hasher = hasher
+        # Held by work in a worker thread: a cancelled await does not stop that thread, and
+        # whoever cleans up after a failure must see what it finished (a checkpoint written
+        # after the cleanup looked would describe a file the cleanup deleted).
+        self.busy = threading.RLock()
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
         self.hasher.update(data)
 
     def sync(self) -> int:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        return self.file.tell()
+        with self.busy:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            return self.file.tell()
 
     def close(self) -> None:
         self.file.close()
@@ -402,21 +408,23 @@ async def _export_to_file(
     try:
 
         def save(checkpoint: Checkpoint) -> None:
-            state = {
-                "version": _CHECKPOINT_VERSION,
-                "run_id": run_id,
-                "format": form,
-                # Synced first: a checkpoint never points past bytes that are on disk.
-                "offset": sink.sync(),
-                "sha256": sink.hasher.hexdigest(),
-                "checkpoint": converter.unstructure(checkpoint),
-            }
-            write_atomically(marker, json.dumps(state).encode())
+            with sink.busy:
+                state = {
+                    "version": _CHECKPOINT_VERSION,
+                    "run_id": run_id,
+                    "format": form,
+                    # Synced first: a checkpoint never points past bytes that are on disk.
+                    "offset": sink.sync(),
+                    "sha256": sink.hasher.hexdigest(),
+                    "checkpoint": converter.unstructure(checkpoint),
+                }
+                write_atomically(marker, json.dumps(state).encode())
 
         await _write(stream, sink.write, form, progress, save, header=offset == 0)
         await anyio.to_thread.run_sync(sink.sync)
     except BaseException:
-        sink.close()
+        with sink.busy:
+            sink.close()
         if not marker.exists():
             # No checkpoint describes it, so no resume can use it: leave nothing behind.
             partial.unlink(missing_ok=True)
