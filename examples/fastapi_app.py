@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
-import orjson
+import msgspec
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -106,9 +106,9 @@ def create_app(make_client: Callable[[], UphanceClient] = client_from_environmen
             async with stream:
                 if first is None:
                     return
-                yield orjson.dumps(first) + b"\n"
+                yield msgspec.json.encode(first) + b"\n"
                 async for record in stream:
-                    yield orjson.dumps(record) + b"\n"
+                    yield msgspec.json.encode(record) + b"\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 

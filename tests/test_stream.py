@@ -423,4 +423,4 @@ def test_seen_keys_match_a_plain_set(pages: list[list[int | str]]) -> None:
             if key not in reference:
                 reference.add(key)
                 expected.append(key)
-        assert list(seen.fresh(page, lambda key: key)) == expected
+        assert list(seen.fresh(page, list(page))) == expected

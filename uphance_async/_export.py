@@ -31,7 +31,6 @@ from typing import IO, Any, Literal
 
 import anyio
 import attrs
-import orjson
 
 from ._convert import converter
 from ._files import (
@@ -41,6 +40,7 @@ from ._files import (
     sync_directory,
     write_atomically,
 )
+from ._json import dumps
 from ._validate import positive_int
 from .client import UphanceClient
 from .errors import ExportError, OutputStateError, RecordEncodingError
@@ -133,20 +133,14 @@ def _csv_line(cells: list[str]) -> bytes:
 
 
 def encode(record: dict[str, Any], form: Format) -> bytes:
-    """One customer as one line of output, newline included.
-
-    JSON that orjson refuses (nested deeper than 254 levels) is written by the standard library's
-    encoder instead, the same JSON more slowly; what neither can write raises
+    """One customer as one line of output, newline included; what cannot be written as JSON
+    (nested deeper than the interpreter's recursion limit) raises
     :class:`~uphance_async.errors.RecordEncodingError`.
     """
     if form == "csv":
         return _csv_line(csv_row(record))
     try:
-        return orjson.dumps(record) + b"\n"
-    except orjson.JSONEncodeError:
-        pass
-    try:
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        return dumps(record) + b"\n"
     except (RecursionError, TypeError, ValueError) as exc:
         where, why = _unwritable(record, exc)
         raise RecordEncodingError(

@@ -19,6 +19,7 @@ from types import NoneType, UnionType
 from typing import Any
 
 import attrs
+import msgspec
 
 
 class Unusual(Exception):
@@ -29,11 +30,21 @@ _UNUSUAL = Unusual()
 _DIGITS = frozenset("0123456789")
 
 
+def timestamp(text: str) -> datetime:
+    """An aware datetime from ISO 8601 text (a naive one is taken as UTC), read as msgspec reads
+    RFC 3339 (a seventh fraction digit rounds), then as ``datetime.fromisoformat`` does for the
+    rest of ISO 8601 ("+0200", a date alone); ``ValueError`` if neither reads it."""
+    try:
+        parsed = msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def _datetime(value: Any) -> datetime:
     if value.__class__ is not str:
         raise _UNUSUAL
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return timestamp(value)
 
 
 def unwrap_optional(hint: Any) -> Any:
@@ -105,10 +116,46 @@ def build(cl: type, known: dict[type, Callable[[Any], Any]]) -> Callable[[Any], 
             # A type this generator does not know: always take the thorough path.
             lines.append("    raise U")
     lines.append(f"    return cl({', '.join(args)})")
+    function: Callable[[Any], Any] = _compiled(
+        lines, names, f"fast structure {cl.__module__}.{cl.__qualname__}"
+    )
+    return function
+
+
+def build_check(cl: type, known: dict[type, Callable[[Any], bool] | None]) -> Any:
+    """A function telling whether an instance of attrs class ``cl`` that msgspec decoded holds
+    only values the converter would have made alike: amounts finite (msgspec reads "NaN" as
+    one) and timestamps with a zone (the converter puts a naive one in UTC). ``None`` when
+    ``cl`` holds nothing to check; nested classes must already be in ``known``."""
+    hints = typing.get_type_hints(cl)
+    names: dict[str, Any] = {}
+    lines = ["def check(o):"]
+    for index, field in enumerate(attrs.fields(cl)):
+        kind = unwrap_optional(hints[field.name])
+        test = None
+        if kind is Decimal:
+            test = "not v.is_finite()"
+        elif kind is datetime:
+            test = "v.tzinfo is None"
+        elif attrs.has(kind) and known.get(kind) is not None:
+            names[f"c{index}"] = known[kind]
+            test = f"not c{index}(v)"
+        elif typing.get_origin(kind) is tuple and known.get(typing.get_args(kind)[0]) is not None:
+            names[f"c{index}"] = known[typing.get_args(kind)[0]]
+            lines += [f"    for v in o.{field.name}:", f"        if not c{index}(v): return False"]
+        if test is not None:
+            lines += [f"    v = o.{field.name}", f"    if v is not None and {test}: return False"]
+    if len(lines) == 1:
+        return None
+    lines.append("    return True")
+    return _compiled(lines, names, f"msgspec check {cl.__module__}.{cl.__qualname__}")
+
+
+def _compiled(lines: list[str], names: dict[str, Any], title: str) -> Any:
+    """The function the generated ``lines`` define, with ``names`` as its globals."""
     source = "\n".join(lines) + "\n"
-    filename = f"<fast structure {cl.__module__}.{cl.__qualname__}>"
+    filename = f"<{title}>"
     # Registered so that tracebacks and debuggers show the generated lines.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), names)
-    function: Callable[[Any], Any] = names["fast"]
-    return function
+    return names[lines[0][4 : lines[0].index("(")]]

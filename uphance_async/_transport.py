@@ -18,12 +18,12 @@ from urllib.parse import quote
 
 import aiohttp
 import anyio
-import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._auth import Auth
 from ._events import Observer, RequestEvent, call_hook
+from ._json import JSONError, dumps, loads
 from ._ratelimit import RateLimiter, Shed
 from ._redact import REDACTED, clip, redact_headers
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
@@ -93,8 +93,8 @@ def error_message(body: bytes, secrets: Iterable[str] = ()) -> str:
     data = None
     if len(body) <= 64 * _PREFIX:
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            data = loads(body)
+        except JSONError:
             data = None
     if isinstance(data, dict):
         for key in ("error_description", "message", "error", "errors"):
@@ -186,8 +186,8 @@ def decode_json(body: bytes) -> Any:
     if not body.strip():
         return None
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        return loads(body)
+    except JSONError:
         raise _NotJSON(body) from None
 
 
@@ -352,7 +352,7 @@ class Transport:
         expires: float | None = None,
     ) -> Any:
         url = URL(self._base + path, encoded=True)
-        data = orjson.dumps(json) if json is not None else None
+        data = dumps(json) if json is not None else None
         attempt = 0  # every HTTP attempt, for the events
         tries = 0  # those that count against the retry policy (a token renewal does not)
         renewed = False

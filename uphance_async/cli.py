@@ -26,10 +26,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ._convert import converter
 from ._export import export
+from ._json import indented
 from ._retry import RetryPolicy
 from ._validate import is_email
 from ._version import __version__
@@ -147,7 +146,7 @@ async def _opened(args: argparse.Namespace) -> AsyncIterator[UphanceClient]:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(converter.unstructure(value), option=orjson.OPT_INDENT_2))
+    sys.stdout.buffer.write(indented(converter.unstructure(value)))
     sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
 

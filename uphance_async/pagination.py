@@ -160,7 +160,7 @@ class StreamStats:
 def id_key(item: Any) -> Hashable:
     """The key a stream dedupes on: the record's ``id``, with ``"7"`` and ``7`` the same record
     (as they are once structured); ``None`` (never deduped) for a record without one."""
-    value = item.get("id") if item.__class__ is dict else None
+    value = item.get("id") if item.__class__ is dict else getattr(item, "id", None)
     if value.__class__ is str and value.isascii() and value.isdigit():
         return int(value)
     return value if value.__class__ in (int, str) else None
@@ -194,9 +194,8 @@ class _SeenKeys:
         self._runs: list[array[int]] = []
         self._others: set[Hashable] = set()
 
-    def fresh(self, items: Sequence[Any], key: Callable[[Any], Hashable]) -> Sequence[Any]:
-        """The ``items`` whose key was not seen before, in order; remembers their keys."""
-        keys = list(map(key, items))
+    def fresh(self, items: Sequence[Any], keys: list[Hashable]) -> Sequence[Any]:
+        """The ``items`` (whose keys are ``keys``) not seen before, in order; remembers them."""
         if self._all_new(keys):
             self._recent.update(keys)  # type: ignore[arg-type]  # _all_new checked: all ints
             if len(self._recent) >= self._BATCH:
@@ -415,15 +414,16 @@ class PageStream(Generic[T]):
                 raise await self._failed(message.error)
             self._page_no, page = message
             self._page_items = page.items
+            keys = list(map(self._key, page.items))
             if self._verifying:
                 self._verify_counts.add(page.meta.total_count)
                 self._page_no = 0
             elif self._page_no:
                 try:
-                    self._observe(self._page_no, page)
+                    self._observe(self._page_no, page, keys)
                 except DriftError as exc:
                     raise await self._failed(exc) from None
-            self._items = self._seen.fresh(page.items, self._key)
+            self._items = self._seen.fresh(page.items, keys)
             if self._verifying:
                 self._verify_found += len(self._items)
             else:
@@ -444,7 +444,7 @@ class PageStream(Generic[T]):
                     )
                 )
 
-    def _observe(self, number: int, page: Page[Any]) -> None:
+    def _observe(self, number: int, page: Page[Any], keys: list[Hashable]) -> None:
         """Keep what the drift repair and the checkpoint need of a page of the crawl."""
         self._page_size = max(self._page_size, len(page.items))
         count = page.meta.total_count
@@ -462,7 +462,6 @@ class PageStream(Generic[T]):
         self._counts[number] = self._latest_count = count
         if len(self._counts) > 1 and count != next(iter(self._counts.values())):
             self.stats.drift = True
-        keys = [self._key(item) for item in page.items]
         self._page_ids[number] = tuple(key for key in keys if type(key) is int)
         if number == self._start_page and self._first_count is None:
             self._first_count, self._first_ids = count, self._page_ids[number]

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import attrs
-import orjson
 
-from .._convert import structure_hook, validation_error
+from .._convert import decoded_check, structure_hook, validation_error
 from .._events import Observer
+from .._json import JSONError, TypedPages, loads
 from .._transport import Transport, json_like
 from .._validate import positive_int
 from ..errors import ResponseValidationError
@@ -54,13 +54,16 @@ class ListEndpoint(Generic[T]):
     check: Callable[[Any], Record] = _record
     exact_key: bool = False
 
-    def pages(self, transport: Transport, params: dict[str, str]) -> _Pages[T]:
-        """The pages of this list for the query ``params`` (a :class:`PageSource`)."""
-        return _Pages(self, transport, params)
+    def pages(
+        self, transport: Transport, params: dict[str, str], *, typed: bool = False
+    ) -> _Pages[T]:
+        """The pages of this list for the query ``params`` (a :class:`PageSource`); ``typed``
+        pages hold models where a page decodes straight into them, raw records elsewhere."""
+        return _Pages(self, transport, params, typed=typed and self.model is not None)
 
     async def page(self, transport: Transport, number: int, params: dict[str, str]) -> Page[T]:
         """Page ``number``, every record converted to the model."""
-        pages = self.pages(transport, params)
+        pages = self.pages(transport, params, typed=True)
         found = pages.parse(await pages.download(number, None))
         converted = tuple(map(pages.convert, found.items, range(len(found.items))))
         return Page(items=converted, meta=found.meta)
@@ -107,7 +110,7 @@ class ListEndpoint(Generic[T]):
             raise TypeError("mend() takes the last Checkpoint of every partition, in page order")
         if any(end.params != ends[0].params for end in ends):
             raise ValueError("the partitions given were made with different filters")
-        pages = self.pages(transport, dict(ends[0].params))
+        pages = self.pages(transport, dict(ends[0].params), typed=not raw)
         seams = await mend_seams(pages, ends)
         if raw or self.model is None:
             return seams
@@ -144,7 +147,7 @@ class ListEndpoint(Generic[T]):
                 raise ValueError("the stop_page given differs from that of the checkpoint")
             params, first, yielded = dict(resume.params), resume.next_page, resume.items_yielded
             stop_page = resume.stop_page
-        pages = self.pages(transport, params)
+        pages = self.pages(transport, params, typed=not raw)
         return stream_class(
             pages,
             key=id_key,
@@ -165,12 +168,26 @@ class _Pages(Generic[T]):
     """The pages of one list for one query: downloads through the transport, a pure parser,
     and the conversion of one record to the model."""
 
-    def __init__(self, endpoint: ListEndpoint[T], transport: Transport, params: dict[str, str]):
+    def __init__(
+        self,
+        endpoint: ListEndpoint[T],
+        transport: Transport,
+        params: dict[str, str],
+        *,
+        typed: bool,
+    ):
         self._endpoint = endpoint
         self._transport = transport
         self._params = params
         self._check = endpoint.check
-        self._structure = structure_hook(endpoint.model) if endpoint.model is not None else None
+        model = endpoint.model
+        self._model = model
+        self._structure = structure_hook(model) if model is not None else None
+        self._typed = (
+            TypedPages(endpoint.key, model, decoded_check(model))
+            if typed and model is not None
+            else None
+        )
 
     async def download(self, number: int, observer: Observer | None) -> bytes:
         body: bytes = await self._transport.request(
@@ -182,19 +199,27 @@ class _Pages(Generic[T]):
         )
         return body
 
-    def parse(self, body: bytes) -> Page[Record]:
+    def parse(self, body: bytes) -> Page[Any]:
         with answer_to("GET", self._endpoint.path):
+            data = self._typed.decode(body) if self._typed is not None else None
+            if data is not None:
+                return Page(items=tuple(data[self._endpoint.key]), meta=page_meta(data))
             try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                raise ResponseValidationError("the answer is not JSON") from None
+                data = loads(body)
+            except JSONError as exc:
+                raise ResponseValidationError(
+                    f"the answer is not JSON we can read: {exc}"
+                ) from None
             model = self._endpoint.model or dict
             key = self._endpoint.key
             found = items(data, (key,), self._check, model, exact=self._endpoint.exact_key)
             return Page(items=found, meta=page_meta(data))
 
     def convert(self, item: Record, position: int = 0) -> T:
-        """One record of a page as the model; an error names ``$.<key>[position]`` and below."""
+        """One record of a page as the model (one it already is, as it is); an error names
+        ``$.<key>[position]`` and below."""
+        if item.__class__ is self._model:
+            return item
         assert self._structure is not None
         try:
             return self._structure(item)
