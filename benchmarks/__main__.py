@@ -410,14 +410,20 @@ def bench_dlt() -> dict[str, Any]:
         count = asyncio.run(to_jsonl())
         seconds = time.perf_counter() - started
         report["export to JSONL"] = {"customers/s": round(count / seconds), "seconds": seconds}
-        os.environ["DLT_DATA_DIR"] = str(folder / "dlt")
+        os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+        # As `customers load` does: a mirror, replaced through a staging dataset.
         pipeline = dlt.pipeline(
             "bench",
-            destination=dlt.destinations.duckdb(str(folder / "bench.duckdb")),
-            dataset_name="uphance",
+            destination=dlt.destinations.duckdb(
+                str(folder / "bench.duckdb"), replace_strategy="insert-from-staging"
+            ),
+            dataset_name="uphance_data",
+            pipelines_dir=str(folder / "dlt"),
         )
         started = time.perf_counter()
-        pipeline.run(uphance_source(token=server["token"], base_url=server["url"]))
+        pipeline.run(
+            uphance_source(token=server["token"], base_url=server["url"], status="all", mirror=True)
+        )
         seconds = time.perf_counter() - started
         trace = pipeline.last_trace
         assert trace is not None

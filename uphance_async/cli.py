@@ -19,7 +19,10 @@ import logging
 import math
 import os
 import re
+import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -216,106 +219,203 @@ async def _customers(args: argparse.Namespace) -> str | None:
 
 
 def _load(args: argparse.Namespace) -> str:
-    """``customers load``: every customer into a warehouse through dlt (DuckDB by default)."""
+    """``customers load``: a mirror of the tenant's customers in a warehouse, through dlt."""
     token, email, password, organisation = _credentials(args)
+    # dlt sends usage data unless told otherwise: only when the user configured it.
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     try:
         import dlt
 
         from .dlt import uphance_source
     except ImportError:
         raise UsageError("customers load needs dlt: pip install 'uphance-async[dlt]'") from None
-    progress = Progress()
-
-    def shown(resource: str, rows: int) -> None:
-        if progress.enabled:
-            sys.stderr.write(f"\r{resource}: {rows:,} rows extracted".ljust(72))
-            sys.stderr.flush()
-
+    progress = _LoadProgress(quiet=args.quiet)
     started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        destination: Any = args.destination
-        if args.destination == "duckdb":
-            path = stack.enter_context(_duckdb_file(Path(args.database), args.dataset))
-            destination = dlt.destinations.duckdb(path)
-        pipeline = _run_pipeline(
-            dlt,
-            destination,
-            args,
-            uphance_source(
-                token=token,
-                email=email,
-                password=password,
-                organisation_id=organisation,
-                base_url=args.base_url,
-                status=args.status,
-                concurrency=args.concurrency,
-                rate_limit=args.rate_limit,
-                timeout=args.timeout,
-                max_attempts=args.max_attempts,
-                on_batch=shown,
-            ),
-        )
-    if progress.enabled:
-        sys.stderr.write("\n")
-    trace = pipeline.last_trace
-    normalized = trace.last_normalize_info if trace is not None else None
-    rows: dict[str, int] = dict(normalized.row_counts) if normalized is not None else {}
-    tables = ", ".join(f"{table} {count:,}" for table, count in rows.items() if table[0] != "_")
-    where = args.database if args.destination == "duckdb" else args.destination
+    place = _Warehouse(args, dlt)
+    source = uphance_source(
+        token=token,
+        email=email,
+        password=password,
+        organisation_id=organisation,
+        base_url=args.base_url,
+        status=args.status,
+        concurrency=args.concurrency,
+        rate_limit=args.rate_limit,
+        timeout=args.timeout,
+        max_attempts=args.max_attempts,
+        mirror=True,
+        on_stats=progress.extracting,
+    )
+    with place.loading() as pipeline:
+        if pipeline.has_pending_data:
+            # A killed run's packages hold an older crawl: today's replaces them all (dlt
+            # 1.30 renamed the call).
+            abort = getattr(pipeline, "abort_packages", None) or pipeline.drop_pending_packages
+            abort()
+        pipeline.extract(source)
+        progress.phase("normalize...")
+        pipeline.normalize()
+        rows = _rows_per_table(pipeline)
+        progress.phase(f"load: {sum(rows.values()):,} rows into {len(rows)} tables...")
+        pipeline.load()
+    progress.done()
+    tables = ", ".join(f"{table} {count:,}" for table, count in rows.items())
     return (
-        f"loaded {rows.get('customers', 0):,} customers into {where} (dataset {args.dataset}) "
-        f"in {time.perf_counter() - started:.2f} s: {tables}"
+        f"loaded {rows.get('customers', 0):,} customers into {place.where} "
+        f"(dataset {args.dataset}) in {time.perf_counter() - started:.2f} s: {tables}"
     )
 
 
-def _run_pipeline(dlt: Any, destination: Any, args: argparse.Namespace, source: Any) -> Any:
-    try:
-        pipeline = dlt.pipeline(
-            pipeline_name=f"uphance_{args.dataset}",
-            destination=destination,
-            dataset_name=args.dataset,
-        )
-        pipeline.run(source)
-    except Exception as exc:
-        raise _uphance_cause(exc) from None
-    return pipeline
+def _rows_per_table(pipeline: Any) -> dict[str, int]:
+    """The rows the last normalize wrote for each of our tables (dlt's own left out)."""
+    trace = pipeline.last_trace
+    normalized = trace.last_normalize_info if trace is not None else None
+    counts = dict(normalized.row_counts) if normalized is not None else {}
+    return {table: count for table, count in counts.items() if not table.startswith("_")}
+
+
+class _Warehouse:
+    """Where ``customers load`` writes, and the dlt state that belongs to it: for DuckDB a
+    hidden folder beside the file, so two databases never share state."""
+
+    def __init__(self, args: argparse.Namespace, dlt: Any) -> None:
+        self._dlt = dlt
+        self._dataset = args.dataset
+        self.database: Path | None = None
+        pipelines_dir = None
+        destination: Any = args.destination
+        if args.destination == "duckdb":
+            database = Path(args.database).resolve()
+            if database.stem == args.dataset:
+                # DuckDB names a file's catalog after the file: every query would be ambiguous.
+                raise UsageError(
+                    f"--dataset {args.dataset} is also the name of {args.database}'s catalog "
+                    "in DuckDB: choose another --dataset or --database"
+                )
+            if not database.parent.is_dir():
+                raise UsageError(f"the folder of {args.database} does not exist")
+            self.database = database
+            pipelines_dir = str(database.with_name(f".{database.name}.dlt"))
+            # Readers see the old tables or the new ones, never an empty one.
+            destination = dlt.destinations.duckdb(
+                str(database), replace_strategy="insert-from-staging"
+            )
+        self.where = args.database if self.database is not None else args.destination
+        self._destination = destination
+        self._pipelines_dir = pipelines_dir
+
+    @contextlib.contextmanager
+    def loading(self) -> Iterator[Any]:
+        """The pipeline; a failed or interrupted first load leaves no database behind."""
+        new = self.database is not None and not self.database.exists()
+        try:
+            with _quiet_after_ctrl_c():
+                pipeline = self._dlt.pipeline(
+                    pipeline_name=f"uphance_{self._dataset}",
+                    destination=self._destination,
+                    dataset_name=self._dataset,
+                    pipelines_dir=self._pipelines_dir,
+                )
+                yield pipeline
+        except BaseException as exc:
+            if new:
+                self._forget()
+            if isinstance(exc, Exception):
+                raise _uphance_cause(exc) from None
+            raise
+
+    def _forget(self) -> None:
+        assert self.database is not None
+        assert self._pipelines_dir is not None
+        for leftover in (self.database, self.database.with_name(self.database.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        shutil.rmtree(self._pipelines_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def _duckdb_file(database: Path, dataset: str) -> Iterator[str]:
-    """The path dlt should open ``database`` by.
+def _quiet_after_ctrl_c() -> Iterator[None]:
+    """Ctrl-C as one line: dlt runs the crawl on an event loop of its own, and when Ctrl-C
+    stops it mid-request that loop logs every async generator it then cannot close (dozens of
+    tracebacks on stderr). Once Ctrl-C is pressed, asyncio's log says nothing more."""
+    pressed = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
 
-    DuckDB names a file's catalog after the file, and a catalog named like the dataset makes
-    every query of dlt's ambiguous to DuckDB's binder (``uphance.duckdb`` with dataset
-    ``uphance``, the defaults). The load then goes through a second name of the same file (a
-    hard link), removed afterwards once DuckDB has written everything into the file itself.
-    """
-    import duckdb
+    def interrupt(signum: int, frame: Any) -> None:
+        pressed.set()
+        signal.default_int_handler(signum, frame)
 
-    database = database.resolve()
-    if database.stem != dataset:
-        yield str(database)
-        return
-    database.parent.mkdir(parents=True, exist_ok=True)
-    if not database.exists():
-        duckdb.connect(str(database)).close()
-    alias = database.with_name(f".{database.stem}-load-{os.getpid()}.duckdb")
-    alias.unlink(missing_ok=True)
-    os.link(database, alias)
+    def before_ctrl_c(record: logging.LogRecord) -> bool:
+        return not pressed.is_set()
+
+    # Only where Ctrl-C raises KeyboardInterrupt as usual: a handler the user set stays.
+    ours = previous is signal.default_int_handler
+    if ours:
+        signal.signal(signal.SIGINT, interrupt)
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addFilter(before_ctrl_c)
     try:
-        yield str(alias)
-        with duckdb.connect(str(alias)) as connection:
-            connection.execute("CHECKPOINT")
+        yield
     finally:
-        alias.unlink(missing_ok=True)
-        alias.with_name(alias.name + ".wal").unlink(missing_ok=True)
+        if not pressed.is_set():
+            # After Ctrl-C it stays: the abandoned loop's tasks and sessions are logged again
+            # when they are collected, up to the interpreter's exit.
+            asyncio_log.removeFilter(before_ctrl_c)
+        if ours:
+            signal.signal(signal.SIGINT, previous)
 
 
-def _uphance_cause(error: BaseException) -> Exception:
-    """The library error a dlt failure wraps, else a one-line error about dlt itself."""
+class _LoadProgress:
+    """The phases of a load on stderr: a live line on a terminal, else a line every few
+    seconds and one per phase; nothing with ``--quiet``."""
+
+    EVERY = 5.0
+
+    def __init__(self, *, quiet: bool, stream: Any = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._quiet = quiet
+        self._live = bool(getattr(self._stream, "isatty", lambda: False)())
+        self._open = False
+        self._shown = -math.inf
+        self._started = time.monotonic()
+        self._unshown = ""
+
+    def extracting(self, stats: StreamStats) -> None:
+        total = f"/{stats.total_count:,}" if stats.total_count else ""
+        text = f"extract: {stats.items_yielded:,}{total} customers"
+        now = time.monotonic()
+        if now - self._shown < (0.1 if self._live else self.EVERY):
+            self._unshown = text
+            return
+        self._shown, self._unshown = now, ""
+        self._say(text, live=True)
+
+    def phase(self, text: str) -> None:
+        """A phase begins (or the load ends): the last extract count first, then ``text``."""
+        if self._unshown:
+            self._say(self._unshown, live=True)
+            self._unshown = ""
+        self._say(text)
+
+    def done(self) -> None:
+        self.phase(f"done in {time.monotonic() - self._started:.1f} s")
+
+    def _say(self, text: str, *, live: bool = False) -> None:
+        if self._quiet:
+            return
+        if self._live and live:
+            self._stream.write(f"\r{text}".ljust(72))
+            self._open = True
+        else:
+            self._stream.write(("\n" if self._open else "") + text + "\n")
+            self._open = False
+        self._stream.flush()
+
+
+def _uphance_cause(error: BaseException) -> BaseException:
+    """The library error (or Ctrl-C) a dlt failure wraps, else a one-line error about dlt."""
     seen = error
     for _ in range(20):
-        if isinstance(seen, UphanceError | UsageError):
+        if isinstance(seen, UphanceError | UsageError | KeyboardInterrupt):
             return seen
         follow = seen.__cause__ or seen.__context__ or getattr(seen, "exception", None)
         if not isinstance(follow, BaseException):
@@ -458,10 +558,17 @@ def _parser() -> argparse.ArgumentParser:
         parents=[connection, pages, tuning],
         help="every customer into a warehouse through dlt (a DuckDB file by default)",
     )
-    load.add_argument("--database", default="uphance.duckdb", help="DuckDB file (uphance.duckdb)")
-    load.add_argument("--dataset", default="uphance", help="dataset (schema) name (uphance)")
-    load.add_argument("--status", choices=STATUSES, default="all", help="which customers (all)")
-    load.add_argument("--destination", default="duckdb", help="any dlt destination name (duckdb)")
+    load.add_argument("--database", default="uphance.duckdb", help="DuckDB file (%(default)s)")
+    load.add_argument(
+        "--dataset", default="uphance_data", help="dataset (schema) name (%(default)s)"
+    )
+    load.add_argument(
+        "--status", choices=STATUSES, help="which customers (the API's default: active)"
+    )
+    load.add_argument(
+        "--destination", default="duckdb", help="any dlt destination name (%(default)s)"
+    )
+    load.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     for action, what, metavar in (
         ("get", "a customer, by id or by a contact's e-mail", "ID_OR_EMAIL"),
         ("contacts", "a customer's contacts", "ID"),

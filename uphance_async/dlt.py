@@ -5,30 +5,43 @@
     import dlt
     from uphance_async.dlt import uphance_source
 
-    pipeline = dlt.pipeline("uphance", destination="duckdb", dataset_name="uphance")
-    pipeline.run(uphance_source(token="YOUR_TOKEN"))
+    pipeline = dlt.pipeline("uphance", destination="duckdb", dataset_name="uphance_data")
+    pipeline.run(uphance_source(token="YOUR_TOKEN", mirror=True))
 
-The ``customers`` resource merges on ``id`` (a re-run updates rows in place, never duplicates
-them); its nested lists (people, addresses, agents, invoices, amounts) become child tables, and
-every field of the ``Customer`` model is declared, so a column that is null on every record (a
-``last_order`` no customer has yet) still exists. Credentials may come from dlt's config as well
-(``SOURCES__UPHANCE__TOKEN``, or ``[sources.uphance]`` in ``.dlt/secrets.toml``). Records are
-streamed raw (no model is built only to be thrown away), in batches.
+Customers become typed tables built with Arrow, a page at a time: ``customers`` (one row a
+customer, ``last_order`` flattened into ``last_order__*`` columns) and one table per nested list
+(``customers__people``, ``customers__addresses``, ``customers__agents``, ``customers__invoices``,
+``customers__outstanding_amounts``, ``customers__purchase_amounts``), each row carrying its
+``customer_id`` and ``position`` in the list. Money is DECIMAL(38, 9), timestamps are UTC
+timestamps, ids are BIGINT, in every table; every field of the models is a column, even one
+that is null on every record.
 
-``resources=("customers", "invoices", ...)`` adds other Uphance lists as raw resources, loaded
-incrementally on ``id`` through ``since_id``: a re-run fetches only new records.
+``mirror=True`` replaces every customer table with the crawl's result, so the tables hold exactly
+the tenant's customers (deleted ones gone, with their rows in the child tables); only a crawl
+that completed replaces anything, so one that ends in an error (a ``DriftError`` included)
+leaves the tables as they were. Set dlt's ``replace_strategy`` to ``insert-from-staging`` (as
+``uphance-async customers load`` does) so that readers never see a table empty. Without
+``mirror`` the tables are merged: ``customers`` on ``id``, the child tables on ``customer_id``
+(a changed customer's rows are replaced); deleted customers stay.
+
+Credentials may come from dlt's config as well (``SOURCES__UPHANCE__TOKEN``, or
+``[sources.uphance]`` in ``.dlt/secrets.toml``). ``resources=("customers", "invoices", ...)``
+adds other Uphance lists as raw resources, merged on ``id`` and loaded incrementally through
+``since_id``: a re-run fetches only new records.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import operator
 import typing
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
 import dlt
+import pyarrow as pa
 from dlt.common.schema.typing import TColumnSchema
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
@@ -37,8 +50,9 @@ from ._fastpath import unwrap_optional
 from ._retry import RetryPolicy
 from .client import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, UphanceClient
 from .models import Customer
+from .pagination import StreamStats
 
-__all__ = ["LISTS", "uphance_source"]
+__all__ = ["LISTS", "TABLES", "uphance_source"]
 
 LISTS: dict[str, str] = {
     "invoices": "/invoices",
@@ -49,46 +63,146 @@ LISTS: dict[str, str] = {
 """The other lists ``resources=`` can name: their path (records under the same key)."""
 
 _BATCH = 1000
-_TYPES: dict[Any, str] = {
-    str: "text",
-    int: "bigint",
-    bool: "bool",
-    decimal.Decimal: "decimal",
-    datetime.datetime: "timestamp",
+_PRECISION, _SCALE = 38, 9
+# Python type of a model field: (dlt data type, Arrow type).
+_TYPES: dict[Any, tuple[str, pa.DataType]] = {
+    str: ("text", pa.string()),
+    int: ("bigint", pa.int64()),
+    bool: ("bool", pa.bool_()),
+    decimal.Decimal: ("decimal", pa.decimal128(_PRECISION, _SCALE)),
+    datetime.datetime: ("timestamp", pa.timestamp("us", tz="UTC")),
 }
 
 
-def _object_fields(model: type) -> frozenset[str]:
-    """The fields of ``model`` that hold one other model (``last_order``)."""
-    hints = typing.get_type_hints(model)
-    return frozenset(name for name, hint in hints.items() if attrs.has(unwrap_optional(hint)))
+@attrs.frozen
+class _Column:
+    name: str
+    kind: type
+    get: Callable[[Any], Any]
+    nullable: bool = True
+
+    def hint(self) -> TColumnSchema:
+        data_type, _ = _TYPES[self.kind]
+        hint: dict[str, Any] = {"data_type": data_type, "nullable": self.nullable}
+        if self.kind is decimal.Decimal:
+            hint["precision"], hint["scale"] = _PRECISION, _SCALE
+        if self.kind is datetime.datetime:
+            hint["timezone"] = True
+        return typing.cast(TColumnSchema, hint)
 
 
-_CUSTOMER_OBJECTS = _object_fields(Customer)
+def _through(outer: Callable[[Any], Any], inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def get(value: Any) -> Any:
+        held = outer(value)
+        return None if held is None else inner(held)
+
+    return get
 
 
-def _tidy(record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` without a null object field: dlt flattens an object into columns (declared
-    below), and would otherwise also want a column for the null itself."""
-    for name in _CUSTOMER_OBJECTS:
-        if name in record and record[name] is None:
-            del record[name]
-    return record
-
-
-def columns_of(model: type, prefix: str = "") -> dict[str, TColumnSchema]:
-    """dlt column hints for every scalar field of ``model`` and of the models it holds
-    alone (``last_order`` becomes ``last_order__id``...), all nullable but ``id``."""
-    columns: dict[str, TColumnSchema] = {}
+def _columns(model: type, prefix: str = "", get: Callable[[Any], Any] | None = None) -> list[Any]:
+    """A column for every scalar field of ``model`` and of the models it holds alone
+    (``last_order`` becomes ``last_order__id``...); only a top-level ``id`` is not nullable."""
+    found: list[_Column] = []
     hints = typing.get_type_hints(model)
     for field in attrs.fields(model):
         kind = unwrap_optional(hints[field.name])
         name = prefix + field.name
+        read: Callable[[Any], Any] = operator.attrgetter(field.name)
+        if get is not None:
+            read = _through(get, read)
         if kind in _TYPES:
-            columns[name] = {"data_type": _TYPES[kind], "nullable": name != "id"}  # type: ignore[typeddict-item]
+            found.append(_Column(name, kind, read, nullable=name != "id"))
         elif attrs.has(kind):
-            columns.update(columns_of(kind, f"{name}__"))
-    return columns
+            found.extend(_columns(kind, f"{name}__", read))
+    return found
+
+
+def _lists_of(model: type) -> dict[str, type]:
+    """The fields of ``model`` that hold a tuple of models, and that model."""
+    hints = typing.get_type_hints(model)
+    held = {}
+    for field in attrs.fields(model):
+        kind = unwrap_optional(hints[field.name])
+        if typing.get_origin(kind) is tuple and attrs.has(typing.get_args(kind)[0]):
+            held[field.name] = typing.get_args(kind)[0]
+    return held
+
+
+@attrs.frozen
+class _Table:
+    """One warehouse table of customers: the customers themselves (``field`` None), or the
+    items of one of their lists, keyed by ``customer_id`` and ``position``."""
+
+    name: str
+    field: str | None
+    columns: tuple[_Column, ...]
+    # The same nullability as the dlt hints: dlt warns about every table that differs.
+    schema: pa.Schema = attrs.field(
+        default=attrs.Factory(
+            lambda table: pa.schema(
+                pa.field(column.name, _TYPES[column.kind][1], nullable=column.nullable)
+                for column in table.columns
+            ),
+            takes_self=True,
+        )
+    )
+
+    def hints(self) -> dict[str, TColumnSchema]:
+        return {column.name: column.hint() for column in self.columns}
+
+    def arrow(self, customers: Sequence[Customer]) -> pa.Table:
+        if self.field is None:
+            rows: Sequence[Any] = customers
+            arrays = []
+        else:
+            owned = [
+                (customer.id, position, item)
+                for customer in customers
+                for position, item in enumerate(getattr(customer, self.field))
+            ]
+            rows = [item for _, _, item in owned]
+            arrays = [
+                pa.array([owner for owner, _, _ in owned], pa.int64()),
+                pa.array([position for _, position, _ in owned], pa.int64()),
+            ]
+        offset = len(arrays)
+        for column in self.columns[offset:]:
+            arrays.append(pa.array(list(map(column.get, rows)), _TYPES[column.kind][1]))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+def _tables() -> tuple[_Table, ...]:
+    keys = [
+        _Column("customer_id", int, operator.itemgetter(0), nullable=False),
+        _Column("position", int, operator.itemgetter(1), nullable=False),
+    ]
+    found = [_Table("customers", None, tuple(_columns(Customer)))]
+    for field, model in _lists_of(Customer).items():
+        # A contact's own customer_id is its owner's id (or null): the owner's is the key.
+        own = [
+            attrs.evolve(column, nullable=True)
+            for column in _columns(model)
+            if column.name not in {"customer_id", "position"}
+        ]
+        found.append(_Table(f"customers__{field}", field, (*keys, *own)))
+    return tuple(found)
+
+
+_TABLES = _tables()
+TABLES: tuple[str, ...] = tuple(table.name for table in _TABLES)
+"""The tables the ``customers`` resources load, parent first."""
+
+
+def columns_of(model: type) -> dict[str, TColumnSchema]:
+    """dlt column hints for every scalar field of ``model`` and of the models it holds alone."""
+    return {column.name: column.hint() for column in _columns(model)}
+
+
+@attrs.frozen
+class _Batch:
+    """Customers handed from the crawl to the table builders (never loaded itself)."""
+
+    customers: list[Customer]
 
 
 @dlt.source(name="uphance", section="uphance")
@@ -99,17 +213,24 @@ def uphance_source(
     password: TSecretStrValue | None = None,
     organisation_id: int | None = None,
     base_url: str = DEFAULT_BASE_URL,
-    status: str = "all",
+    status: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     rate_limit: float | None = None,
     resources: Sequence[str] = ("customers",),
     timeout: float = 60.0,
     max_attempts: int = 5,
+    mirror: bool = False,
     on_batch: Callable[[str, int], None] | None = None,
+    on_stats: Callable[[StreamStats], None] | None = None,
 ) -> list[DltResource]:
-    """The Uphance source: a ``customers`` resource, and the lists ``resources`` names.
+    """The Uphance source: the customer tables, and the lists ``resources`` names.
 
-    ``on_batch(resource, rows_so_far)`` is called as batches are extracted (for progress).
+    ``status`` filters customers as ``customers.stream()`` does (``None``: the API's default,
+    active customers). ``mirror=True`` replaces the customer tables with each complete crawl
+    (see the module's documentation); otherwise they are merged. ``organisation_id`` selects
+    the organisation, with a token as with a sign-in. ``on_batch(resource, rows_so_far)`` is
+    called as batches are extracted, and ``on_stats(stats)`` with the customer stream's
+    :class:`~uphance_async.pagination.StreamStats` (for progress with totals).
     """
     unknown = set(resources) - {"customers", *LISTS}
     if unknown:
@@ -117,7 +238,20 @@ def uphance_source(
             f"unknown resources {sorted(unknown)}; known: customers, {', '.join(LISTS)}"
         )
 
-    def connect() -> UphanceClient:
+    @attrs.define
+    class _Opened:
+        client: UphanceClient
+
+        async def __aenter__(self) -> UphanceClient:
+            await self.client.__aenter__()
+            if token is not None and organisation_id is not None:
+                await self.client.set_organisation(organisation_id)
+            return self.client
+
+        async def __aexit__(self, *exc_info: Any) -> None:
+            await self.client.__aexit__(*exc_info)
+
+    def connect() -> _Opened:
         # Made inside each resource's generator: dlt runs them on a loop of its own.
         options: dict[str, Any] = {
             "base_url": base_url,
@@ -127,21 +261,52 @@ def uphance_source(
             "retry": RetryPolicy(max_attempts=max_attempts),
         }
         if token is not None:
-            return UphanceClient(token=token, **options)
-        return UphanceClient(
-            email=email, password=password, organisation_id=organisation_id, **options
+            return _Opened(UphanceClient(token=token, **options))
+        return _Opened(
+            UphanceClient(
+                email=email, password=password, organisation_id=organisation_id, **options
+            )
         )
 
-    @dlt.resource(
-        name="customers",
-        primary_key="id",
-        write_disposition="merge",
-        columns=columns_of(Customer),
-    )
-    async def customers() -> AsyncIterator[list[dict[str, Any]]]:
-        async with connect() as client:
-            async for batch in _batches("customers", client.customers.stream(status, raw=True)):
-                yield [_tidy(record) for record in batch]
+    def told(name: str, rows: int) -> None:
+        if on_batch is not None:
+            on_batch(name, rows)
+
+    @dlt.resource(name="uphance_customer_batches", selected=False)
+    async def batches() -> AsyncIterator[_Batch]:
+        async with connect() as client, client.customers.stream(status) as stream:
+            batch: list[Customer] = []
+            async for customer in stream:
+                batch.append(customer)
+                if len(batch) >= _BATCH:
+                    yield _Batch(batch)
+                    batch = []
+                    told("customers", stream.stats.items_yielded)
+                    if on_stats is not None:
+                        on_stats(stream.stats)
+            yield _Batch(batch)
+            told("customers", stream.stats.items_yielded)
+            if on_stats is not None:
+                on_stats(stream.stats)
+
+    def table_resource(table: _Table) -> DltResource:
+        keys: dict[str, Any] = (
+            {"primary_key": "id"}
+            if table.field is None
+            else {"primary_key": ("customer_id", "position"), "merge_key": "customer_id"}
+        )
+
+        def rows(batch: _Batch) -> Iterator[pa.Table]:
+            yield table.arrow(batch.customers)
+
+        return dlt.transformer(
+            rows,
+            data_from=batches,
+            name=table.name,
+            write_disposition="replace" if mirror else "merge",
+            columns=table.hints(),
+            **keys,
+        )
 
     def listing(name: str) -> DltResource:
         @dlt.resource(name=name, primary_key="id", write_disposition="merge")
@@ -155,27 +320,25 @@ def uphance_source(
                 stream = client.paginate(
                     LISTS[name], key=name, params={"since_id": since.last_value or 0}
                 )
-                async for batch in _batches(name, stream):
+                batch: list[dict[str, Any]] = []
+                rows = 0
+                async for record in stream:
+                    batch.append(record)
+                    if len(batch) >= _BATCH:
+                        rows += len(batch)
+                        yield batch
+                        batch = []
+                        told(name, rows)
+                if batch:
                     yield batch
+                    told(name, rows + len(batch))
 
         return records
 
-    async def _batches(
-        name: str, stream: AsyncIterator[dict[str, Any]]
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        batch: list[dict[str, Any]] = []
-        rows = 0
-        async for record in stream:
-            batch.append(record)
-            if len(batch) >= _BATCH:
-                rows += len(batch)
-                yield batch
-                batch = []
-                if on_batch is not None:
-                    on_batch(name, rows)
-        if batch:
-            yield batch
-            if on_batch is not None:
-                on_batch(name, rows + len(batch))
-
-    return [customers if name == "customers" else listing(name) for name in resources]
+    found: list[DltResource] = []
+    for name in resources:
+        if name == "customers":
+            found.extend(map(table_resource, _TABLES))
+        else:
+            found.append(listing(name))
+    return found
