@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,13 +22,35 @@ from uphance_async.errors import (
 from uphance_async.testing import FAULTS, FakeUphance
 
 
+def _awaited(task: asyncio.Task[Any]) -> Iterator[str]:
+    """The qualified names down the chain of coroutines ``task`` is suspended in: anyio runs
+    a page fetch inside a wrapper of its own, so the task's own coroutine is not the fetch."""
+    coroutine: Any = task.get_coro()
+    for _ in range(50):
+        if coroutine is None:
+            return
+        yield getattr(coroutine, "__qualname__", "")
+        coroutine = getattr(coroutine, "cr_await", None)
+
+
 def stream_tasks() -> list[asyncio.Task[Any]]:
     """Tasks of the engine (the pump and its page fetches) still alive on this loop."""
     return [
         task
         for task in asyncio.all_tasks()
-        if "_Pump" in getattr(task.get_coro(), "__qualname__", "") and not task.done()
+        if not task.done() and any("_Pump" in name for name in _awaited(task))
     ]
+
+
+@pytest.mark.parametrize("tenant", [{"latency": 0.2}], indirect=True)
+async def test_stream_tasks_finds_the_pump_and_every_page_fetch(api: UphanceClient) -> None:
+    async with api.customers.stream(status="all", concurrency=4) as stream:
+        await anext(stream)  # page 1 done; a window of 2 x 4 pages is being fetched
+        await asyncio.sleep(0.05)
+        names = [next(n for n in _awaited(task) if "_Pump" in n) for task in stream_tasks()]
+        assert sum(name == "_Pump._download" for name in names) == 8
+        assert len(names) == 9  # and the pump
+    assert not stream_tasks()
 
 
 async def settle() -> None:
