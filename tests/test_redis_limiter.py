@@ -227,3 +227,46 @@ async def test_the_local_fallback_keeps_this_process_s_share(
         limiter._redis = healthy
     assert limiter.rate == pytest.approx(17, rel=0.35)
     assert elapsed >= 9 / 30  # spaced at its share, not sent at once
+
+
+async def _round_trips(limiter: RedisLimiter, calls: int) -> int:
+    """Script calls made by ``calls`` concurrent sends through ``limiter``."""
+    made = 0
+    script = limiter._script
+
+    def counted(source: str) -> Any:
+        run = script(source)
+
+        async def call(**arguments: Any) -> Any:
+            nonlocal made
+            made += 1
+            return await run(**arguments)
+
+        return call
+
+    limiter._script = counted  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(*(sends(limiter, 1) for _ in range(calls)))
+    finally:
+        del limiter._script
+    return made
+
+
+async def test_calls_arriving_together_share_a_round_trip_once_the_budget_proved_room(
+    redis_url: str, key: str, limiters: list[RedisLimiter]
+) -> None:
+    import redis.asyncio
+
+    limiter = make(limiters, redis_url, key)
+    # The key's first seconds probe an unknown budget one send per round trip.
+    assert await _round_trips(limiter, 8) == 8
+    state = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await state.hset(f"uphance-async:{{{key}}}", "first_send", f"{time.time() - 5:.6f}")
+        assert await _round_trips(limiter, 8) < 8
+        # Once anybody was throttled, every send is paced: one per round trip again.
+        (sent,) = await sends(limiter, 1)
+        await limiter.throttled(sent, None)
+        assert await _round_trips(limiter, 4) == 4
+    finally:
+        await state.aclose()

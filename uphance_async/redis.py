@@ -12,8 +12,10 @@
 What lives in Redis (one hash, ``uphance-async:{key}``, and one of counters beside it): the send
 schedule (GCRA: the earliest time the next request may go) and the adaptive state of
 :mod:`uphance_async._ratelimit` (the rate measured at the last cut, the time of that cut, the
-``Retry-After`` pause). Every send is one Lua script call, which reserves the next send time
-on Redis's own clock (``TIME``), so the machines' clocks do not matter. A 429 is decided in
+``Retry-After`` pause). Sends are reserved by a Lua script on Redis's own clock (``TIME``), so
+the machines' clocks do not matter: one send per call while the budget is capped or unproven,
+and, once the key has sent for a while without a 429, every call waiting in this process at
+once. A 429 is decided in
 Python by the same function as the in-process limiter's, and written back with a
 compare-and-set script: when many processes see 429s of one episode, exactly one cut lands and
 the others find their 429s already accounted for. ``max_in_flight`` stays per process.
@@ -60,28 +62,42 @@ _SLOTS = round(WINDOW / _SLOT)  # the counters that make the measuring window
 _TTL = 3600  # seconds the state outlives the last request
 _FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at", "w_peak")
 _RETRY_REDIS = 5.0  # seconds in local fallback before trying Redis again
+_BATCH = 16  # sends one round trip may reserve before any 429
+_WARM_UP = 2.0  # seconds of sends without a 429 before round trips reserve for several calls
 
 # KEYS: the state hash, the counters hash. ARGV: seconds between sends (0: no cap), slot
-# length, slots kept, TTL. Reserves the next send time; returns it, Redis's now and the state.
+# length, slots kept, TTL, sends wanted, warm-up seconds. Reserves consecutive send times: as
+# many as wanted once the budget has taken this key's sends for the warm-up without a 429 and
+# nothing is paused (every send is then "now"), else one, so that a caller who has not seen a
+# cut or a pause yet reserves a single send under it, and a start against an unknown budget
+# probes it one round trip at a time. Returns Redis's now, the state, then the send times.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tat', 'paused_until')
+local state = redis.call('HMGET', KEYS[1], 'tat', 'paused_until', 'w_max', 'first_send')
 local send = math.max(now, tonumber(state[2] or '-1e18'))
 local interval = tonumber(ARGV[1])
+local count = tonumber(ARGV[5])
+local warm = now - tonumber(state[4] or tostring(now)) >= tonumber(ARGV[6])
+if send > now or tonumber(state[3] or '0') > 0 or not warm then count = 1 end
 if interval > 0 then
   send = math.max(send, tonumber(state[1] or '0'))
-  redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', send + interval))
+  redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', send + count * interval))
 end
-local slot = math.floor(send / tonumber(ARGV[2]))
-redis.call('HINCRBY', KEYS[2], 's' .. slot, 1)
-redis.call('HDEL', KEYS[2], 's' .. (slot - 2 * ARGV[3]), 't' .. (slot - 2 * ARGV[3]))
 redis.call('HSETNX', KEYS[1], 'first_send', string.format('%.6f', send))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
 local fields = redis.call('HMGET', KEYS[1], 'version', 'w_max', 'slow_start', 'last_cut',
   'paused_until', 'paused_at', 'w_peak')
-return {string.format('%.6f', now), string.format('%.6f', send), unpack(fields, 1, 7)}
+local answer = {string.format('%.6f', now), unpack(fields, 1, 7)}
+for i = 0, count - 1 do
+  local at = send + i * interval
+  local slot = math.floor(at / tonumber(ARGV[2]))
+  redis.call('HINCRBY', KEYS[2], 's' .. slot, 1)
+  redis.call('HDEL', KEYS[2], 's' .. (slot - 2 * ARGV[3]), 't' .. (slot - 2 * ARGV[3]))
+  answer[#answer + 1] = string.format('%.6f', at)
+end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return answer
 """
 
 # KEYS: the state hash, the counters hash. ARGV: the slot of a 429 to count ('' for none),
@@ -179,6 +195,7 @@ class RedisLimiter:
         self._fixed = checked_rate(rate)
         self._queue = Queue(max_in_flight)
         self._gate = anyio.Lock()
+        self._tickets: list[_Ticket] = []
         self._sends: deque[float] = deque()
         self._fallback = fallback
         self._local = Limiter(max_in_flight, rate, clock=self._now)
@@ -238,25 +255,61 @@ class RedisLimiter:
                 self._rtt = smoothed(self._rtt, self._now() - sent_at)
 
     async def _reserve(self) -> float:
-        # One reservation at a time per process: a cut or a pause then delays at most one
-        # request of each process that reserved before it.
+        # One round trip at a time per process. Under a shared cap it reserves one send and
+        # waits for it, so a cut or a pause delays at most one request of each process that
+        # reserved before it. Before any 429 every send is "now": one round trip then reserves
+        # for every call waiting (Redis grants one in the first seconds of the key, or if a cut
+        # or a pause came meanwhile), so calls arriving together cost one round trip, not one
+        # each.
+        ticket = _Ticket()
+        self._tickets.append(ticket)
         async with self._gate:
-            rate = self.rate
-            interval = 1.0 / rate if rate is not None else 0.0
-            answer = await self._call(
-                _ACQUIRE, self._keys, [f"{interval:.9f}", _SLOT, _SLOTS, _TTL]
-            )
-            if answer is None:
-                return await self._fallback_reserve()
-            now, send = float(answer[0]), float(answer[1])
-            self._offset = now - time.time()
-            _, self._state = _state(answer[2:])
-            self._sends.append(send)
-            while self._sends and self._sends[0] < now - WINDOW:
-                self._sends.popleft()
-            if send > now:
-                await anyio.sleep(send - now)
+            if ticket.send is None:
+                self._tickets.remove(ticket)
+                paced = self.rate is not None
+                batch = [ticket] if paced else [ticket, *self._tickets[: _BATCH - 1]]
+                del self._tickets[: len(batch) - 1]
+                try:
+                    sends = await self._reserve_many(len(batch))
+                except BaseException:
+                    # Cancelled or failed: the others of the batch wait for another round trip.
+                    self._tickets[:0] = batch[1:]
+                    raise
+                for waiting, reserved in zip(batch, sends, strict=False):
+                    waiting.send = reserved
+                self._tickets[:0] = batch[len(sends) :]
+                if paced:
+                    await self._until(sends[0])
+        send = ticket.send
+        assert send is not None  # filled by this call's round trip or an earlier one
+        if math.isnan(send):
+            return await self._fallback_reserve()
+        await self._until(send)
         return send
+
+    async def _reserve_many(self, count: int) -> list[float]:
+        """Up to ``count`` consecutive send times from Redis (``count`` NaNs when it failed)."""
+        rate = self.rate
+        interval = 1.0 / rate if rate is not None else 0.0
+        answer = await self._call(
+            _ACQUIRE, self._keys, [f"{interval:.9f}", _SLOT, _SLOTS, _TTL, count, _WARM_UP]
+        )
+        if answer is None:
+            return [math.nan] * count
+        now = float(answer[0])
+        self._offset = now - time.time()
+        _, self._state = _state(answer[1:8])
+        sends = [float(value) for value in answer[8:]]
+        self._sends.extend(sends)
+        while self._sends and self._sends[0] < now - WINDOW:
+            self._sends.popleft()
+        return sends
+
+    async def _until(self, send: float) -> None:
+        """Sleep until ``send`` on Redis's clock."""
+        wait = send - self._now()
+        if wait > 0:
+            await anyio.sleep(wait)
 
     async def _fallback_reserve(self) -> float:
         async with self._local.slot() as sent_at:
@@ -346,6 +399,15 @@ class RedisLimiter:
         """Close the Redis connection this limiter made from a URL (a given client is kept)."""
         if self._url is not None:
             await self._redis.aclose()
+
+
+class _Ticket:
+    """A call waiting for its send time; whoever reserves next may reserve for it too."""
+
+    __slots__ = ("send",)
+
+    def __init__(self) -> None:
+        self.send: float | None = None
 
 
 def _encode(value: float | bool) -> str:
