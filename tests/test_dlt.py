@@ -368,3 +368,27 @@ def test_columns_are_declared_from_the_model() -> None:
     assert "people" not in columns
     assert TABLES[0] == "customers"
     assert "customers__people" in TABLES
+
+
+def test_amounts_beyond_the_column_round_or_are_named(
+    thread_served: Callable[[FakeUphance], FakeUphance], tmp_path: Path
+) -> None:
+    server = thread_served(FakeUphance(customers=60, page_size=50, seed=2))
+    odd = server.ids("all")[3]
+    server.patch_customer(odd, {"invoices": [{"id": 1, "grand_total": "1.12345678951"}]})
+    assert load(server, tmp_path, "-q").returncode == 0
+    database = tmp_path / "uphance.duckdb"
+    total = query(
+        database,
+        f"select grand_total from uphance_data.customers__invoices where customer_id = {odd}",
+    )
+    assert str(total[0][0]) == "1.123456790"
+    server.patch_customer(odd, {"invoices": [{"id": 1, "grand_total": "1e40"}]})
+    failed = load(server, tmp_path, "-q")
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines() == [
+        f"uphance-async: RecordEncodingError: customer {odd} cannot be loaded: Decimal('1E+40') "
+        "at $.invoices[0].grand_total does not fit the warehouse column (decimal); ask Uphance "
+        "to fix the record"
+    ]
+    assert ids_in(database) == sorted(server.ids("all"))

@@ -12,9 +12,10 @@ Customers become typed tables built with Arrow, a page at a time: ``customers`` 
 customer, ``last_order`` flattened into ``last_order__*`` columns) and one table per nested list
 (``customers__people``, ``customers__addresses``, ``customers__agents``, ``customers__invoices``,
 ``customers__outstanding_amounts``, ``customers__purchase_amounts``), each row carrying its
-``customer_id`` and ``position`` in the list. Money is DECIMAL(38, 9), timestamps are UTC
-timestamps, ids are BIGINT, in every table; every field of the models is a column, even one
-that is null on every record.
+``customer_id`` and ``position`` in the list. Money is DECIMAL(38, 9) (more decimal places
+round to 9), timestamps are UTC timestamps, ids are BIGINT, in every table; every field of the
+models is a column, even one that is null on every record. A value no column can hold raises
+:class:`~uphance_async.errors.RecordEncodingError` naming the customer and the field.
 
 ``mirror=True`` replaces every customer table with the crawl's result, so the tables hold exactly
 the tenant's customers (deleted ones gone, with their rows in the child tables); only a crawl
@@ -49,6 +50,7 @@ from dlt.extract.resource import DltResource
 from ._fastpath import unwrap_optional
 from ._retry import RetryPolicy
 from .client import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, UphanceClient
+from .errors import RecordEncodingError
 from .models import Customer
 from .pagination import StreamStats
 
@@ -153,6 +155,7 @@ class _Table:
     def arrow(self, customers: Sequence[Customer]) -> pa.Table:
         if self.field is None:
             rows: Sequence[Any] = customers
+            places = [(customer.id, "$") for customer in customers]
             arrays = []
         else:
             owned = [
@@ -161,14 +164,46 @@ class _Table:
                 for position, item in enumerate(getattr(customer, self.field))
             ]
             rows = [item for _, _, item in owned]
+            places = [(owner, f"$.{self.field}[{position}]") for owner, position, _ in owned]
             arrays = [
                 pa.array([owner for owner, _, _ in owned], pa.int64()),
                 pa.array([position for _, position, _ in owned], pa.int64()),
             ]
         offset = len(arrays)
         for column in self.columns[offset:]:
-            arrays.append(pa.array(list(map(column.get, rows)), _TYPES[column.kind][1]))
+            values = list(map(column.get, rows))
+            try:
+                arrays.append(pa.array(values, _TYPES[column.kind][1]))
+            except (pa.ArrowException, OverflowError):
+                arrays.append(_fitted(values, column, places))
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+
+_QUANTUM = decimal.Decimal(1).scaleb(-_SCALE)
+_LARGEST = decimal.Decimal(10) ** (_PRECISION - _SCALE)
+
+
+def _fitted(values: list[Any], column: _Column, places: list[tuple[int, str]]) -> pa.Array:
+    """``values`` as the column's Arrow array when some do not fit it as they are: an amount
+    with more than 9 decimal places is rounded to 9 (half to even, as DECIMAL(38, 9) keeps
+    it); anything else that does not fit raises :class:`RecordEncodingError` naming it."""
+    kind = _TYPES[column.kind][1]
+    fitted = []
+    for value, (customer, where) in zip(values, places, strict=True):
+        if isinstance(value, decimal.Decimal) and abs(value) < _LARGEST:
+            value = value.quantize(_QUANTUM)
+        try:
+            pa.array([value], kind)
+        except (pa.ArrowException, OverflowError):
+            path = f"{where}.{column.name.replace('__', '.')}"
+            raise RecordEncodingError(
+                f"customer {customer} cannot be loaded: {value!r} at {path} does not fit the "
+                f"warehouse column ({_TYPES[column.kind][0]}); ask Uphance to fix the record",
+                record_id=customer,
+                json_path=path,
+            ) from None
+        fitted.append(value)
+    return pa.array(fitted, kind)
 
 
 def _tables() -> tuple[_Table, ...]:
