@@ -6,14 +6,16 @@ import asyncio
 import importlib.util
 import logging
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp import web
 
-from uphance_async import RequestEvent, RetryPolicy, UphanceClient
+from uphance_async import Invoice, RequestEvent, RetryPolicy, UphanceClient
 from uphance_async.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -90,6 +92,35 @@ async def test_paginate_streams_another_list_through_faults(invoicing: FakeUphan
     assert stream.checkpoint.params == {"since_id": str(since)}
 
 
+async def test_paginate_hands_out_models_when_given_one(invoicing: FakeUphance) -> None:
+    @attrs.frozen
+    class Owned:
+        """A user's own model: only the fields it names, leniently read."""
+
+        id: int
+        customer_id: int | None = None
+        grand_total: Decimal | None = None
+
+    odd = invoicing.invoices()[40]
+    invoicing.patch_customer(
+        odd["customer_id"],
+        {"invoices": [{**odd, "id": str(odd["id"]), "grand_total": 12.5, "total_quantity": "3"}]},
+    )
+    raw_ids = [i["id"] for i in invoicing.invoices()]
+    async with UphanceClient(token=invoicing.token, base_url=invoicing.url) as client:
+        invoices = [i async for i in client.paginate("/invoices", key="invoices", model=Invoice)]
+        owned = [o async for o in client.paginate("/invoices", key="invoices", model=Owned)]
+        with pytest.raises(TypeError, match="attrs class"):
+            client.paginate("/invoices", key="invoices", model=dict)
+    assert [invoice.id for invoice in invoices] == [int(i) for i in raw_ids]
+    assert all(type(invoice) is Invoice for invoice in invoices)
+    patched = next(invoice for invoice in invoices if invoice.id == int(odd["id"]))
+    assert patched.grand_total == Decimal("12.5")
+    assert patched.total_quantity == 3
+    assert [o.id for o in owned] == [invoice.id for invoice in invoices]
+    assert {o.customer_id for o in owned} >= {odd["customer_id"]}
+
+
 async def test_paginate_resumes_from_the_checkpoint_of_its_error(invoicing: FakeUphance) -> None:
     wanted = [i["id"] for i in invoicing.invoices()]
 
@@ -148,7 +179,7 @@ async def test_paginate_checks_its_arguments(invoicing: FakeUphance) -> None:
         with pytest.raises(ValueError, match="path"):
             client.paginate("invoices", key="invoices")
         with pytest.raises(TypeError, match="Checkpoint"):
-            client.paginate("/invoices", key="invoices", resume={"next_page": 2})  # type: ignore[arg-type]
+            client.paginate("/invoices", key="invoices", resume={"next_page": 2})  # type: ignore[call-overload]
 
 
 async def test_with_options_is_a_view_of_the_same_client(serve_app: Serve) -> None:

@@ -8,7 +8,7 @@ import ipaddress
 import re
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -28,6 +28,8 @@ from .pagination import Checkpoint, PageStream, StreamRegistry
 from .resources._lists import ListEndpoint, Record
 from .resources.customers import CustomersAPI
 from .resources.organisations import OrganisationsAPI
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_CONCURRENCY", "UphanceClient"]
 
@@ -90,11 +92,18 @@ def _user_path(path: object) -> str:
     return quote(path, safe="/-._~!$&'()*+,;=:@%")
 
 
-def _raw_list(path: str, key: object) -> ListEndpoint[Record]:
-    """The list a user names by ``path`` and ``key`` (for ``paginate`` and ``partitions``)."""
+def _attrs_class(value: object) -> bool:
+    return isinstance(value, type) and attrs.has(value)
+
+
+def _user_list(path: str, key: object, model: type[T] | None = None) -> ListEndpoint[T]:
+    """The list a user names by ``path`` and ``key`` (for ``paginate`` and ``partitions``),
+    its records as ``model`` if one is given."""
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be the name of the list in the answer, not {key!r}")
-    return ListEndpoint(_user_path(path), key, exact_key=True)
+    if model is not None and not _attrs_class(model):
+        raise TypeError(f"model must be an attrs class, not {model!r}")
+    return ListEndpoint(_user_path(path), key, model, exact_key=True)
 
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, str]:
@@ -377,11 +386,13 @@ class UphanceClient:
             method.upper(), _user_path(path), params=_query(params) or None, json=json
         )
 
+    @overload
     def paginate(
         self,
         path: str,
         *,
         key: str,
+        model: None = None,
         params: Mapping[str, Any] | None = None,
         concurrency: int | None = None,
         start_page: int = 1,
@@ -389,16 +400,49 @@ class UphanceClient:
         ordered: bool = True,
         resume: Checkpoint | None = None,
         verify: bool = False,
-    ) -> PageStream[Record]:
+    ) -> PageStream[Record]: ...
+
+    @overload
+    def paginate(
+        self,
+        path: str,
+        *,
+        key: str,
+        model: type[T],
+        params: Mapping[str, Any] | None = None,
+        concurrency: int | None = None,
+        start_page: int = 1,
+        stop_page: int | None = None,
+        ordered: bool = True,
+        resume: Checkpoint | None = None,
+        verify: bool = False,
+    ) -> PageStream[T]: ...
+
+    def paginate(
+        self,
+        path: str,
+        *,
+        key: str,
+        model: type[T] | None = None,
+        params: Mapping[str, Any] | None = None,
+        concurrency: int | None = None,
+        start_page: int = 1,
+        stop_page: int | None = None,
+        ordered: bool = True,
+        resume: Checkpoint | None = None,
+        verify: bool = False,
+    ) -> PageStream[Any]:
         """Every record of any paginated list, e.g. ``client.paginate("/invoices",
-        key="invoices", params={"since_id": 1000})``, as the JSON objects it came as.
+        key="invoices", params={"since_id": 1000})``, as the JSON objects it came as, or as
+        ``model`` (an attrs class, e.g. ``Invoice``: read as customers are, straight from the
+        page's bytes where they fit, leniently otherwise).
 
         The same engine as ``customers.stream()``: pages fetched concurrently and handed out in
         order (``ordered=False``: as they come), bounded memory, records deduplicated on
         ``"id"``, ``.stats``, ``.checkpoint`` and ``resume=``, the same exactness when the list
         changes and the same ``verify=``.
         """
-        return _raw_list(path, key).stream(
+        return _user_list(path, key, model).stream(
             self._transport,
             _query(params),
             concurrency=self.concurrency if concurrency is None else concurrency,
@@ -406,7 +450,7 @@ class UphanceClient:
             stop_page=stop_page,
             ordered=ordered,
             resume=resume,
-            raw=True,
+            raw=model is None,
             registry=self._registry,
             filters_given=params is not None,
             verify=verify,
@@ -423,7 +467,7 @@ class UphanceClient:
     ) -> tuple[Checkpoint, ...]:
         """Split the crawl of any paginated list, as ``customers.partitions`` does; run each
         checkpoint as ``paginate(path, key=key, resume=checkpoint)``."""
-        return await _raw_list(path, key).partitions(
+        return await _user_list(path, key).partitions(
             self._transport, _query(params), count, overlap=overlap
         )
 
