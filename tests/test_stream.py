@@ -343,9 +343,9 @@ async def test_an_error_on_the_first_page_is_raised(tenant: FakeUphance) -> None
 
 @pytest.mark.parametrize("keys", [range(0, 300_000, 3), range(90_000, 0, -7)])
 def test_seen_keys_are_exact_across_settled_runs(keys: range) -> None:
-    from uphance_async.pagination import _SeenKeys
+    from uphance_async._dedupe import SeenKeys
 
-    seen = _SeenKeys()
+    seen = SeenKeys()
     assert all(seen.add(key) for key in keys)
     assert not any(seen.add(key) for key in keys)
     assert seen.add(-1)
@@ -431,9 +431,9 @@ async def test_servers_with_little_or_no_meta(
     )
 )
 def test_seen_keys_match_a_plain_set(pages: list[list[int | str]]) -> None:
-    from uphance_async.pagination import _SeenKeys
+    from uphance_async._dedupe import SeenKeys
 
-    class Small(_SeenKeys):
+    class Small(SeenKeys):
         # Settle often into short runs, so that several runs are exercised on small inputs.
         _BATCH = 16
         _RUN = 48

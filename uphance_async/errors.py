@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from multidict import CIMultiDict
 
 if TYPE_CHECKING:
-    from .pagination import Checkpoint
+    from ._pages import Checkpoint
 
 __all__ = [
     "APIConnectionError",

@@ -1,4 +1,5 @@
-"""Pages, and the engine that streams every item of a paginated list.
+"""The engine that streams every item of a paginated list (its plain data, :class:`Page`,
+:class:`PageMeta`, :class:`Checkpoint` and :class:`StreamStats`, is re-exported here).
 
 A :class:`PageStream` reads the first page alone to learn ``meta.total_pages``, then fetches the
 following pages concurrently and hands out their items in page order (or as pages arrive, with
@@ -27,8 +28,6 @@ import contextlib
 import math
 import time
 import weakref
-from array import array
-from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from itertools import pairwise
 from typing import Any, Generic, Protocol, TypeVar
@@ -37,7 +36,9 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._dedupe import SeenKeys, id_key
 from ._events import Observer, RequestEvent
+from ._pages import Checkpoint, Page, PageMeta, StreamStats
 from ._validate import positive_int
 from .errors import DriftError, PaginationError, UphanceError
 
@@ -56,116 +57,6 @@ __all__ = [
 T = TypeVar("T")
 
 
-@attrs.frozen(slots=True)
-class PageMeta:
-    """The ``meta`` object of a list answer. Any field may be ``None`` when the server omits it."""
-
-    current_page: int | None = None
-    next_page: int | None = None
-    prev_page: int | None = None
-    total_pages: int | None = None
-    total_count: int | None = None
-
-
-@attrs.frozen(slots=True)
-class Page(Generic[T]):
-    """One page of a list: its ``items`` and the server's ``meta``."""
-
-    items: tuple[T, ...]
-    meta: PageMeta = PageMeta()
-
-
-@attrs.frozen(slots=True)
-class Checkpoint:
-    """Where a stream stands: pass it as ``stream(resume=...)`` to carry on after a failure.
-
-    ``next_page`` is the first page not yet fully handed out; ``params`` are the stream's query
-    filters, so a resumed stream lists the same thing; ``stop_page`` is the last page to read
-    (``None``: to the end), which a resumed stream keeps. ``total_count`` is the list's count
-    when the page before ``next_page`` was read, ``page_size`` the server's page size and
-    ``last_ids`` the ids of that page: with them a resumed stream finds the customers a change
-    made meanwhile moved across the resume point, and does not repeat those it moved back
-    (see :class:`PageStream`). ``first_count`` and ``first_ids`` are the same of the stream's
-    first page: with the last checkpoints of all partitions, ``customers.mend()`` repairs the
-    boundaries between them. It is plain data:
-    ``uphance_async.converter.unstructure(checkpoint)`` gives a JSON-ready dict and
-    ``converter.structure(data, Checkpoint)`` reads it back.
-    """
-
-    next_page: int
-    params: dict[str, str] = attrs.field(factory=dict)
-    items_yielded: int = 0
-    stop_page: int | None = None
-    # What keeps a resume exact, not where it stands: left out of equality (two checkpoints of
-    # the same place are equal) and of the repr (a page of ids).
-    total_count: int | None = attrs.field(default=None, eq=False)
-    page_size: int | None = attrs.field(default=None, eq=False)
-    last_ids: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
-    first_count: int | None = attrs.field(default=None, eq=False)
-    first_ids: tuple[int, ...] = attrs.field(default=(), eq=False, repr=False)
-
-
-@attrs.define(slots=True)
-class StreamStats:
-    """Counters of one stream, updated as it runs; totals as the server last announced them.
-
-    ``pages_fetched`` counts downloads (they run ahead of the consumer), ``pages_done`` the
-    pages whose every item was handed out. ``drift`` tells that the list's ``total_count``
-    changed during the crawl, and ``pages_reread`` how many pages were read again to hand out
-    the customers the change had moved past a page boundary; ``verify_passes`` counts the
-    whole passes ``verify=True`` made after the crawl.
-    """
-
-    pages_fetched: int = 0
-    pages_done: int = 0
-    items_yielded: int = 0
-    retries: int = 0
-    throttled: int = 0
-    duplicates_dropped: int = 0
-    drift: bool = False
-    pages_reread: int = 0
-    verify_passes: int = 0
-    total_pages: int | None = None
-    total_count: int | None = None
-    started: float | None = None
-    finished: float | None = None
-
-    @property
-    def customers_yielded(self) -> int:
-        """``items_yielded``, by the name a customer stream's users look for."""
-        return self.items_yielded
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds from the first request to the end (or to now, while running)."""
-        if self.started is None:
-            return 0.0
-        return (self.finished or time.monotonic()) - self.started
-
-    def saw(self, meta: PageMeta) -> None:
-        """Keep the latest ``total_pages`` and ``total_count`` the server announced."""
-        if meta.total_pages is not None:
-            self.total_pages = meta.total_pages
-        if meta.total_count is not None:
-            self.total_count = meta.total_count
-
-    def observe(self, event: RequestEvent) -> None:
-        """Count one HTTP attempt of the stream: a retry after the first, a 429."""
-        if event.attempt > 1:
-            self.retries += 1
-        if event.throttled:
-            self.throttled += 1
-
-
-def id_key(item: Any) -> Hashable:
-    """The key a stream dedupes on: the record's ``id``, with ``"7"`` and ``7`` the same record
-    (as they are once structured); ``None`` (never deduped) for a record without one."""
-    value = item.get("id") if item.__class__ is dict else getattr(item, "id", None)
-    if value.__class__ is str and value.isascii() and value.isdigit():
-        return int(value)
-    return value if value.__class__ in (int, str) else None
-
-
 # A page that brings no item not seen before happens when the list changes during a crawl;
 # this many in a row means the server is serving the same records again and again.
 _STALE_PAGES = 5
@@ -176,84 +67,6 @@ _REPAIR_ROUNDS = 8
 _VERIFY_PASSES = 3
 # A server that announces no totals gets at most this many pages.
 MAX_PAGES_WITHOUT_TOTALS = 10_000
-
-
-class _SeenKeys:
-    """Every key a stream handed out, in little memory whatever the stream's length.
-
-    A set of a million ints costs about 60 MB; here int keys settle, 8192 at a time, into sorted
-    arrays of 8 bytes a key (each run at most 65536 keys, so settling never copies more), and
-    only the latest batch stays a set. Other keys stay in a set.
-    """
-
-    _BATCH = 8192
-    _RUN = 65536
-
-    def __init__(self) -> None:
-        self._recent: set[int] = set()
-        self._runs: list[array[int]] = []
-        self._others: set[Hashable] = set()
-
-    def fresh(self, items: Sequence[Any], keys: list[Hashable]) -> Sequence[Any]:
-        """The ``items`` (whose keys are ``keys``) not seen before, in order; remembers them."""
-        if self._all_new(keys):
-            self._recent.update(keys)  # type: ignore[arg-type]  # _all_new checked: all ints
-            if len(self._recent) >= self._BATCH:
-                self._settle()
-            return items
-        return [item for item, item_key in zip(items, keys, strict=True) if self.add(item_key)]
-
-    def _all_new(self, keys: list[Hashable]) -> bool:
-        """Whether ``keys`` are distinct, all int64 and none seen: the usual page, checked
-        in a few C-level passes instead of one call per key."""
-        if not keys:
-            return True
-        distinct = set(keys)
-        if len(distinct) != len(keys) or not distinct.isdisjoint(self._recent):
-            return False
-        if not all(type(key) is int for key in keys):
-            return False
-        ints: list[int] = keys  # type: ignore[assignment]
-        low, high = min(ints), max(ints)
-        if low < -(2**63) or high >= 2**63:
-            return False
-        for run in self._runs:
-            if high < run[0] or low > run[-1]:
-                continue
-            for key in ints:
-                index = bisect_left(run, key)
-                if index < len(run) and run[index] == key:
-                    return False
-        return True
-
-    def add(self, key: Hashable) -> bool:
-        """Remember ``key``; False when it was already there. ``None`` is never a duplicate."""
-        if key is None:
-            return True
-        if type(key) is not int or not -(2**63) <= key < 2**63:
-            if key in self._others:
-                return False
-            self._others.add(key)
-            return True
-        if key in self._recent:
-            return False
-        for run in self._runs:
-            index = bisect_left(run, key)
-            if index < len(run) and run[index] == key:
-                return False
-        self._recent.add(key)
-        if len(self._recent) >= self._BATCH:
-            self._settle()
-        return True
-
-    def _settle(self) -> None:
-        batch = sorted(self._recent)
-        self._recent = set()
-        if self._runs and len(self._runs[-1]) + len(batch) <= self._RUN:
-            # Two sorted runs: timsort merges them in one linear pass.
-            self._runs[-1] = array("q", sorted([*self._runs[-1], *batch]))
-        else:
-            self._runs.append(array("q", batch))
 
 
 class PageSource(Protocol):
@@ -327,7 +140,7 @@ class PageStream(Generic[T]):
         self._registry = registry
         self.stats = StreamStats()
         self._base_yielded = items_yielded
-        self._seen = _SeenKeys()
+        self._seen = SeenKeys()
         self._next_page = start_page
         self._done_pages: set[int] = set()
         self._items: Sequence[Any] = ()

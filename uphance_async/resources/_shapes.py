@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import attrs
 
 from .._convert import structure, validation_error
+from .._pages import PageMeta
 from ..errors import NotFoundError, ResponseValidationError
-from ..pagination import PageMeta
 
 T = TypeVar("T")
 
