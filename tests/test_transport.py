@@ -12,8 +12,8 @@ from aioresponses import CallbackResult
 from yarl import URL
 
 from uphance_async import NewCustomer, RetryPolicy, UphanceClient, __version__
+from uphance_async._protocol import error_message, path_of
 from uphance_async._retry import parse_retry_after
-from uphance_async._transport import error_message, path_of
 from uphance_async.errors import (
     APIConnectionError,
     APIStatusError,

@@ -1,20 +1,18 @@
-"""One request: authorization, the limiter, retries, error mapping and decoding.
+"""One request: authorization, the limiter, retries, and the typed errors and decoding of
+:mod:`_protocol` applied to what came back.
 
-The protocol parts (error mapping, message extraction, path encoding, decoding) are plain
-functions; the I/O is :meth:`Transport.request`. Every retry of the library happens here, an
-unreadable body's included: a caller passes the pure function that reads the body, and what it
-refuses is retried like a failed attempt. Nothing here knows about customers or pages.
+Every retry of the library happens here, an unreadable body's included: a caller passes the
+pure function that reads the body, and what it refuses is retried like a failed attempt.
+Nothing here knows about customers or pages.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any, Final
-from urllib.parse import quote
+from typing import Any
 
 import aiohttp
 import anyio
@@ -23,204 +21,25 @@ from yarl import URL
 
 from ._auth import Auth
 from ._events import Observer, RequestEvent, call_hook
-from ._json import JSONError, dumps, loads
+from ._json import dumps
+from ._protocol import Decode, NotJSON, decode_json, status_error
 from ._ratelimit import RateLimiter, Shed
-from ._redact import REDACTED, clip, redact_headers
-from ._retry import IDEMPOTENT_METHODS, RetryPolicy, parse_retry_after
+from ._redact import clip
+from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
-    BadRequestError,
     ClientClosedError,
-    NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
     ResponseTooLargeError,
     ResponseValidationError,
-    ServerError,
-    UnprocessableEntityError,
 )
 
-__all__ = [
-    "Decode",
-    "Transport",
-    "UseAuth",
-    "decode_json",
-    "error_message",
-    "json_like",
-    "keep_bytes",
-    "path_of",
-    "status_error",
-]
+__all__ = ["Transport", "UseAuth"]
 
 logger = logging.getLogger("uphance_async")
-
-
-_STATUS_ERRORS: Final[dict[int, type[APIStatusError]]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
-_EXCERPT = 300
-# Error bodies can be hostile: only this much of one is ever looked at, and nothing here
-# backtracks, so reading any error answer takes a bounded, small time.
-_PREFIX = 4096
-_MAX_DEPTH = 32
-# No "<" inside a tag: each attempt stops at the next "<", so stripping is linear. The mark
-# left where a secret was is kept.
-_TAG = re.compile(rf"<(?!{re.escape(REDACTED[1:])})[^<>]*>")
-_SPACE = re.compile(r"\s+")
-
-
-def path_of(*segments: str | int) -> str:
-    """``/a/b/c`` from segments, each percent-encoded whole so none can add a path or a query."""
-    return "".join("/" + quote(str(segment), safe="") for segment in segments)
-
-
-def error_message(body: bytes, secrets: Iterable[str] = ()) -> str:
-    """A short human message from an error body: JSON ``error``/``errors``/``message``, or text;
-    ``secrets`` are redacted before anything is cut.
-
-    Linear in the body's size, and bounded: JSON is decoded only when the body is small, and
-    text is read from its first few KiB.
-    """
-    secrets = tuple(secrets)
-    data = None
-    if len(body) <= 64 * _PREFIX:
-        try:
-            data = loads(body)
-        except JSONError:
-            data = None
-    if isinstance(data, dict):
-        for key in ("error_description", "message", "error", "errors"):
-            value = data.get(key)
-            if value:
-                return clip(flatten(value, _PREFIX), secrets, _EXCERPT)
-    text = clip(body[:_PREFIX].decode("utf-8", "replace"), secrets)
-    if "<" in text and ">" in text:
-        text = _TAG.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()[:_EXCERPT]
-
-
-class _Separator(str):
-    """Text that :func:`flatten` puts between parts (not a value from the body)."""
-
-    __slots__ = ()
-
-
-def flatten(value: Any, limit: int) -> str:
-    """JSON ``value`` as one line of at most ``limit`` characters (``key: a, b; key: c``).
-
-    Iterative, with a depth cap: an error body nested hundreds deep must not exhaust the stack.
-    """
-    parts: list[str] = []
-    size = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack and size < limit:
-        item, depth = stack.pop()
-        if type(item) is _Separator:
-            text: str = item
-        elif isinstance(item, dict | list) and depth >= _MAX_DEPTH:
-            text = "..."
-        elif isinstance(item, dict):
-            pending: list[tuple[Any, int]] = []
-            for n, (key, inner) in enumerate(item.items()):
-                pending += [(_Separator(f"{'; ' if n else ''}{key}: "), 0), (inner, depth + 1)]
-            stack.extend(reversed(pending))
-            continue
-        elif isinstance(item, list):
-            pending = []
-            for n, inner in enumerate(item):
-                pending += [(_Separator(", "), 0)] if n else []
-                pending.append((inner, depth + 1))
-            stack.extend(reversed(pending))
-            continue
-        else:
-            text = str(item)
-        parts.append(text)
-        size += len(text)
-    return "".join(parts)[:limit]
-
-
-def status_error(
-    status: int,
-    method: str,
-    path: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    secrets: Iterable[str] = (),
-) -> APIStatusError:
-    """The typed error for an answer with a failing ``status``; ``secrets`` are redacted from
-    everything it carries."""
-    secrets = tuple(secrets)
-    detail = error_message(body, secrets)
-    reason = f"HTTP {status} for {method} {path}" + (f": {detail}" if detail else "")
-    headers = redact_headers(headers, secrets)
-    fields: dict[str, Any] = {
-        "status": status,
-        "method": method,
-        "url_path": path,
-        "body": clip(body[:_PREFIX].decode("utf-8", "replace"), secrets, _EXCERPT),
-        "headers": headers,
-        "request_id": headers.get("X-Request-Id"),
-    }
-    if status == 429:
-        return RateLimitError(
-            reason, retry_after=parse_retry_after(headers.get("Retry-After")), **fields
-        )
-    kind = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else APIStatusError)
-    return kind(reason, **fields)
-
-
-Decode = Callable[[bytes], Any]
-"""Reads a successful answer's body; raises :class:`ResponseValidationError` to have it retried."""
-
-
-def decode_json(body: bytes) -> Any:
-    """The decoded JSON of ``body`` (``None`` for an empty body)."""
-    if not body.strip():
-        return None
-    try:
-        return loads(body)
-    except JSONError:
-        raise _NotJSON(body) from None
-
-
-_JSON_ENDS = {b"{": b"}", b"[": b"]", b'"': b'"'}
-_JSON_STARTS = frozenset(b'{["-0123456789tfn')
-
-
-def json_like(body: bytes) -> bytes:
-    """``body`` itself when it looks like JSON, to be decoded later.
-
-    A few byte comparisons catch what servers send instead of JSON (an HTML or text page, an
-    empty or cut-off body) without paying for decoding twice.
-    """
-    text = body.strip()
-    if text and text[0] in _JSON_STARTS and _JSON_ENDS.get(text[:1], text[-1:]) == text[-1:]:
-        return body
-    raise _NotJSON(body)
-
-
-def keep_bytes(body: bytes) -> bytes:
-    """``body`` as it came: any successful answer is accepted."""
-    return body
-
-
-class _NotJSON(ResponseValidationError):
-    """A body that is not JSON; the transport names it in a message without secrets."""
-
-    def __init__(self, body: bytes) -> None:
-        super().__init__("the answer is not JSON")
-        self.body = body
-
-    def described(self, secrets: Iterable[str]) -> str:
-        return f"the answer is not JSON: {error_message(self.body, secrets)[:80]!r}"
 
 
 class UseAuth(Enum):
@@ -412,7 +231,7 @@ class Transport:
             return decode(body)
         except ResponseValidationError as error:
             secrets = self._auth.secrets()
-            if isinstance(error, _NotJSON):
+            if isinstance(error, NotJSON):
                 error = ResponseValidationError(error.described(secrets))
             error.method, error.url_path = method, path
             error.args = (clip(f"{method} {path} answered {status}: {error}", secrets),)

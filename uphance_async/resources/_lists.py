@@ -17,7 +17,8 @@ import attrs
 from .._convert import decoded_check, structure_hook, validation_error
 from .._events import Observer
 from .._json import JSONError, TypedPages, loads
-from .._transport import Transport, json_like
+from .._protocol import json_like
+from .._transport import Transport
 from .._validate import positive_int
 from ..errors import ResponseValidationError
 from ..pagination import Checkpoint, Page, PageStream, Seams, StreamRegistry, id_key, mend_seams

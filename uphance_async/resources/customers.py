@@ -8,7 +8,8 @@ from typing import Any, Literal, TypeVar, overload
 
 from .. import _validate
 from .._convert import body, structure, structure_hook
-from .._transport import Transport, path_of
+from .._protocol import path_of
+from .._transport import Transport
 from ..models import Address, Contact, Customer, NewAddress, NewContact, NewCustomer
 from ..pagination import Checkpoint, Page, PageStream, Seams, StreamRegistry
 from ._lists import ListEndpoint

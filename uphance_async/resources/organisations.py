@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .. import _validate
 from .._convert import converter
-from .._transport import Transport, UseAuth, keep_bytes
+from .._protocol import keep_bytes
+from .._transport import Transport, UseAuth
 from ..models import Organisation
 from ._shapes import answer_to, items
 
