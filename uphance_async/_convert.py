@@ -20,7 +20,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from . import _fastpath
 from .errors import ResponseValidationError
-from .models import NewAddress, NewContact, NewCustomer
+from .models import _WIRE_NAME, NewAddress, NewContact, NewCustomer
 
 T = TypeVar("T")
 
@@ -132,20 +132,15 @@ converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
 # A postcode is a str or an int on both sides; keep whichever the caller gave.
 converter.register_structure_hook(str | int | None, lambda value, _: value)
 
-# Python names on the left, the wire's camelCase on the right.
-_WIRE_NAMES: dict[type, dict[str, str]] = {
-    NewCustomer: {"channel_id": "channelId", "payment_term": "paymentTerm"},
-    NewContact: {"first_name": "firstName", "last_name": "lastName"},
-    NewAddress: {
-        "line_1": "address1",
-        "line_2": "address2",
-        "line_3": "address3",
-        "postcode": "zipCode",
-    },
-}
+_REQUEST_BODIES = (NewCustomer, NewContact, NewAddress)
 
-for _body, _names in _WIRE_NAMES.items():
-    _overrides: dict[str, Any] = {name: override(rename=wire) for name, wire in _names.items()}
+for _body in _REQUEST_BODIES:
+    # A field's wire name (camelCase) comes from its metadata; the others go out as named.
+    _overrides: dict[str, Any] = {
+        field.name: override(rename=field.metadata[_WIRE_NAME])
+        for field in attrs.fields(_body)
+        if _WIRE_NAME in field.metadata
+    }
     converter.register_unstructure_hook(
         _body,
         make_dict_unstructure_fn(_body, converter, _cattrs_omit_if_default=True, **_overrides),
@@ -199,7 +194,7 @@ def _is_response_model(cl: Any) -> bool:
         isinstance(cl, type)
         and attrs.has(cl)
         and cl.__module__.startswith("uphance_async.")
-        and cl not in _WIRE_NAMES
+        and cl not in _REQUEST_BODIES
     )
 
 

@@ -191,6 +191,15 @@ def _postcode(instance: object, attribute: attrs.Attribute[Any], value: Any) -> 
         raise TypeError(f"{attribute.name} must be a str, an int or None, not {value!r}")
 
 
+_WIRE_NAME = "uphance_async.wire_name"
+"""The key, in a request model field's metadata, of its name on the wire (camelCase)."""
+
+
+def _wire(name: str) -> dict[str, str]:
+    """Field metadata naming the field ``name`` on the wire."""
+    return {_WIRE_NAME: name}
+
+
 @attrs.frozen(slots=True)
 class NewCustomer:
     """The body of ``POST /customers``. Only ``name`` is required."""
@@ -200,16 +209,20 @@ class NewCustomer:
     country: str | None = attrs.field(default=None, validator=_text)
     city: str | None = attrs.field(default=None, validator=_text)
     customer_type: str | None = attrs.field(default=None, validator=_text)
-    channel_id: int | None = attrs.field(default=None, validator=_positive_int)
-    payment_term: str | None = attrs.field(default=None, validator=_text)
+    channel_id: int | None = attrs.field(
+        default=None, validator=_positive_int, metadata=_wire("channelId")
+    )
+    payment_term: str | None = attrs.field(
+        default=None, validator=_text, metadata=_wire("paymentTerm")
+    )
 
 
 @attrs.frozen(slots=True)
 class NewContact:
     """The body of ``POST /customers/{id}/create_contact``."""
 
-    first_name: str | None = attrs.field(default=None, validator=_text)
-    last_name: str | None = attrs.field(default=None, validator=_text)
+    first_name: str | None = attrs.field(default=None, validator=_text, metadata=_wire("firstName"))
+    last_name: str | None = attrs.field(default=None, validator=_text, metadata=_wire("lastName"))
     position: str | None = attrs.field(default=None, validator=_text)
     phone: str | None = attrs.field(default=None, validator=_text)
     email: str | None = attrs.field(default=None, validator=attrs.validators.optional(email_field))
@@ -222,12 +235,14 @@ class NewAddress:
     ``line_1..3`` go out as ``address1..3`` and ``postcode`` as ``zipCode``.
     """
 
-    line_1: str | None = attrs.field(default=None, validator=_text)
-    line_2: str | None = attrs.field(default=None, validator=_text)
-    line_3: str | None = attrs.field(default=None, validator=_text)
+    line_1: str | None = attrs.field(default=None, validator=_text, metadata=_wire("address1"))
+    line_2: str | None = attrs.field(default=None, validator=_text, metadata=_wire("address2"))
+    line_3: str | None = attrs.field(default=None, validator=_text, metadata=_wire("address3"))
     city: str | None = attrs.field(default=None, validator=_text)
     state: str | None = attrs.field(default=None, validator=_text)
     country: str | None = attrs.field(default=None, validator=_text)
-    postcode: str | int | None = attrs.field(default=None, validator=_postcode)
+    postcode: str | int | None = attrs.field(
+        default=None, validator=_postcode, metadata=_wire("zipCode")
+    )
     default_for_shipping: bool | None = attrs.field(default=None, validator=_flag)
     default_for_billing: bool | None = attrs.field(default=None, validator=_flag)
