@@ -194,6 +194,8 @@ async def test_with_options_is_a_view_of_the_same_client(serve_app: Serve) -> No
     client = UphanceClient(token="t", base_url=url, on_request=events.append, retry=FAST)
     async with client:
         hasty = client.with_options(timeout=0.1, retry=ONCE)
+        # Made by the same path as a client: it has every attribute a client has.
+        assert vars(hasty).keys() == vars(client).keys()
         assert (await client.customers.get(5)).id == 5
         with pytest.raises(APITimeoutError):
             await hasty.customers.get(5)

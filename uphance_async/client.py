@@ -7,7 +7,7 @@ import inspect
 import ipaddress
 import re
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
@@ -246,11 +246,11 @@ class UphanceClient:
             total=_checked_seconds("timeout", timeout),
             connect=_checked_seconds("connect_timeout", connect_timeout),
         )
-        self.base_url = _base_url(base_url, allow_insecure)
+        url = _base_url(base_url, allow_insecure)
         retry = retry if retry is not None else RetryPolicy()
-        self._auth: Auth
+        auth: Auth
         if credentials is not None:
-            self._auth = PasswordAuth(
+            auth = PasswordAuth(
                 credentials,
                 request_token=self._request_token,
                 select_organisation=self._select_for_token,
@@ -259,37 +259,61 @@ class UphanceClient:
             )
         else:
             assert token is not None
-            self._auth = StaticToken(token)
-        self._shared = _Shared(
+            auth = StaticToken(token)
+        shared = _Shared(
             timeout=timeouts,
             max_in_flight=limiter.max_in_flight,
             given_session=session,
             session=session,
         )
-        transport = Transport(
-            base_url=self.base_url,
-            session=self._live_session,
-            auth=self._auth,
-            limiter=limiter,
-            retry=retry,
-            timeout=timeouts,
-            headers={"Accept": "application/json", "User-Agent": user_agent or USER_AGENT},
-            max_response_bytes=_checked_max_bytes(max_response_bytes),
-            on_request=on_request,
-            deadline=None if deadline is None else _checked_seconds("deadline", deadline),
-        )
-        self._attach(transport, concurrency, self._shared.streams)
 
-    def _attach(self, transport: Transport, concurrency: int, registry: StreamRegistry) -> None:
-        """Give this client (or view) its transport, streams and the resources on them."""
+        def transport(live_session: Callable[[], aiohttp.ClientSession]) -> Transport:
+            return Transport(
+                base_url=url,
+                session=live_session,
+                auth=auth,
+                limiter=limiter,
+                retry=retry,
+                timeout=timeouts,
+                headers={"Accept": "application/json", "User-Agent": user_agent or USER_AGENT},
+                max_response_bytes=_checked_max_bytes(max_response_bytes),
+                on_request=on_request,
+                deadline=None if deadline is None else _checked_seconds("deadline", deadline),
+            )
+
+        self._attach(
+            base_url=url,
+            auth=auth,
+            shared=shared,
+            transport=transport,
+            concurrency=concurrency,
+            registry=shared.streams,
+        )
+
+    def _attach(
+        self,
+        *,
+        base_url: URL,
+        auth: Auth,
+        shared: _Shared,
+        transport: Callable[[Callable[[], aiohttp.ClientSession]], Transport],
+        concurrency: int,
+        registry: StreamRegistry,
+    ) -> None:
+        """Every attribute of a client or a view, in one place: ``__init__`` and
+        :meth:`with_options` both come here, so a view cannot miss one a client has.
+        ``transport`` makes the transport from this object's session getter."""
+        self.base_url = base_url
+        self._auth = auth
+        self._shared = shared
         self._closed = False
         self.concurrency = concurrency
-        self._transport = transport
         self._registry = registry
+        self._transport = transport(self._live_session)
         self.customers = CustomersAPI(
-            transport, concurrency=lambda: self.concurrency, registry=self._registry
+            self._transport, concurrency=lambda: self.concurrency, registry=registry
         )
-        self._organisations = OrganisationsAPI(transport)
+        self._organisations = OrganisationsAPI(self._transport)
 
     def with_options(
         self,
@@ -319,29 +343,34 @@ class UphanceClient:
         )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
-        view = object.__new__(UphanceClient)
-        view.base_url = self.base_url
-        view._auth = self._auth
-        view._shared = self._shared
-        transport = current.derive(
-            session=view._live_session,
-            retry=retry if retry is not None else current.retry,
-            timeout=timeouts,
-            max_response_bytes=_checked_max_bytes(max_response_bytes)
-            if max_response_bytes is not None
-            else current.max_response_bytes,
-            deadline=current.deadline
-            if deadline is None
-            else _checked_seconds("deadline", deadline),
-        )
+        limit = current.max_response_bytes
+        if max_response_bytes is not None:
+            limit = _checked_max_bytes(max_response_bytes)
+        wait = current.deadline if deadline is None else _checked_seconds("deadline", deadline)
+        width = self.concurrency
+        if concurrency is not None:
+            width = positive_int("concurrency", concurrency)
+
+        def transport(live_session: Callable[[], aiohttp.ClientSession]) -> Transport:
+            return current.derive(
+                session=live_session,
+                retry=retry if retry is not None else current.retry,
+                timeout=timeouts,
+                max_response_bytes=limit,
+                deadline=wait,
+            )
+
         registry = StreamRegistry()
         self._shared.views.add(registry)
+        # A view shares everything but its transport and streams: no __init__ of its own.
+        view = UphanceClient.__new__(UphanceClient)
         view._attach(
-            transport,
-            positive_int("concurrency", concurrency)
-            if concurrency is not None
-            else self.concurrency,
-            registry,
+            base_url=self.base_url,
+            auth=self._auth,
+            shared=self._shared,
+            transport=transport,
+            concurrency=width,
+            registry=registry,
         )
         return view
 
