@@ -19,13 +19,10 @@ import logging
 import math
 import os
 import re
-import shutil
-import signal
 import sys
-import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,6 @@ from .client import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, UphanceClient
 from .errors import ExportError, OutputStateError, UphanceError
 from .pagination import StreamStats
 from .resources.customers import STATUSES, query_filters
-from .testing import FakeUphance
 
 PROG = "uphance-async"
 
@@ -224,14 +220,22 @@ def _load(args: argparse.Namespace) -> str:
     # dlt sends usage data unless told otherwise: only when the user configured it.
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     try:
-        import dlt
-
-        from .dlt import uphance_source
+        from .dlt import _load_mirror, uphance_source
     except ImportError:
         raise UsageError("customers load needs dlt: pip install 'uphance-async[dlt]'") from None
+    database = None
+    if args.destination == "duckdb":
+        database = Path(args.database).resolve()
+        if database.stem == args.dataset:
+            # DuckDB names a file's catalog after the file: every query would be ambiguous.
+            raise UsageError(
+                f"--dataset {args.dataset} is also the name of {args.database}'s catalog "
+                "in DuckDB: choose another --dataset or --database"
+            )
+        if not database.parent.is_dir():
+            raise UsageError(f"the folder of {args.database} does not exist")
     progress = _LoadProgress(quiet=args.quiet)
     started = time.perf_counter()
-    place = _Warehouse(args, dlt)
     source = uphance_source(
         token=token,
         email=email,
@@ -246,122 +250,23 @@ def _load(args: argparse.Namespace) -> str:
         mirror=True,
         on_stats=progress.extracting,
     )
-    with place.loading() as pipeline:
-        if pipeline.has_pending_data:
-            # A killed run's packages hold an older crawl: today's replaces them all (dlt
-            # 1.30 renamed the call).
-            abort = getattr(pipeline, "abort_packages", None) or pipeline.drop_pending_packages
-            abort()
-        pipeline.extract(source)
-        progress.phase("normalize...")
-        pipeline.normalize()
-        rows = _rows_per_table(pipeline)
-        progress.phase(f"load: {sum(rows.values()):,} rows into {len(rows)} tables...")
-        pipeline.load()
+    try:
+        rows = _load_mirror(
+            source,
+            dataset=args.dataset,
+            database=database,
+            destination=args.destination,
+            on_phase=progress.phase,
+        )
+    except Exception as exc:
+        raise _uphance_cause(exc) from None
     progress.done()
     tables = ", ".join(f"{table} {count:,}" for table, count in rows.items())
+    where = args.database if database is not None else args.destination
     return (
-        f"loaded {rows.get('customers', 0):,} customers into {place.where} "
+        f"loaded {rows.get('customers', 0):,} customers into {where} "
         f"(dataset {args.dataset}) in {time.perf_counter() - started:.2f} s: {tables}"
     )
-
-
-def _rows_per_table(pipeline: Any) -> dict[str, int]:
-    """The rows the last normalize wrote for each of our tables (dlt's own left out)."""
-    trace = pipeline.last_trace
-    normalized = trace.last_normalize_info if trace is not None else None
-    counts = dict(normalized.row_counts) if normalized is not None else {}
-    return {table: count for table, count in counts.items() if not table.startswith("_")}
-
-
-class _Warehouse:
-    """Where ``customers load`` writes, and the dlt state that belongs to it: for DuckDB a
-    hidden folder beside the file, so two databases never share state."""
-
-    def __init__(self, args: argparse.Namespace, dlt: Any) -> None:
-        self._dlt = dlt
-        self._dataset = args.dataset
-        self.database: Path | None = None
-        pipelines_dir = None
-        destination: Any = args.destination
-        if args.destination == "duckdb":
-            database = Path(args.database).resolve()
-            if database.stem == args.dataset:
-                # DuckDB names a file's catalog after the file: every query would be ambiguous.
-                raise UsageError(
-                    f"--dataset {args.dataset} is also the name of {args.database}'s catalog "
-                    "in DuckDB: choose another --dataset or --database"
-                )
-            if not database.parent.is_dir():
-                raise UsageError(f"the folder of {args.database} does not exist")
-            self.database = database
-            pipelines_dir = str(database.with_name(f".{database.name}.dlt"))
-            # Readers see the old tables or the new ones, never an empty one.
-            destination = dlt.destinations.duckdb(
-                str(database), replace_strategy="insert-from-staging"
-            )
-        self.where = args.database if self.database is not None else args.destination
-        self._destination = destination
-        self._pipelines_dir = pipelines_dir
-
-    @contextlib.contextmanager
-    def loading(self) -> Iterator[Any]:
-        """The pipeline; a failed or interrupted first load leaves no database behind."""
-        new = self.database is not None and not self.database.exists()
-        try:
-            with _quiet_after_ctrl_c():
-                pipeline = self._dlt.pipeline(
-                    pipeline_name=f"uphance_{self._dataset}",
-                    destination=self._destination,
-                    dataset_name=self._dataset,
-                    pipelines_dir=self._pipelines_dir,
-                )
-                yield pipeline
-        except BaseException as exc:
-            if new:
-                self._forget()
-            if isinstance(exc, Exception):
-                raise _uphance_cause(exc) from None
-            raise
-
-    def _forget(self) -> None:
-        assert self.database is not None
-        assert self._pipelines_dir is not None
-        for leftover in (self.database, self.database.with_name(self.database.name + ".wal")):
-            leftover.unlink(missing_ok=True)
-        shutil.rmtree(self._pipelines_dir, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _quiet_after_ctrl_c() -> Iterator[None]:
-    """Ctrl-C as one line: dlt runs the crawl on an event loop of its own, and when Ctrl-C
-    stops it mid-request that loop logs every async generator it then cannot close (dozens of
-    tracebacks on stderr). Once Ctrl-C is pressed, asyncio's log says nothing more."""
-    pressed = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
-
-    def interrupt(signum: int, frame: Any) -> None:
-        pressed.set()
-        signal.default_int_handler(signum, frame)
-
-    def before_ctrl_c(record: logging.LogRecord) -> bool:
-        return not pressed.is_set()
-
-    # Only where Ctrl-C raises KeyboardInterrupt as usual: a handler the user set stays.
-    ours = previous is signal.default_int_handler
-    if ours:
-        signal.signal(signal.SIGINT, interrupt)
-    asyncio_log = logging.getLogger("asyncio")
-    asyncio_log.addFilter(before_ctrl_c)
-    try:
-        yield
-    finally:
-        if not pressed.is_set():
-            # After Ctrl-C it stays: the abandoned loop's tasks and sessions are logged again
-            # when they are collected, up to the interpreter's exit.
-            asyncio_log.removeFilter(before_ctrl_c)
-        if ours:
-            signal.signal(signal.SIGINT, previous)
 
 
 class _LoadProgress:
@@ -437,6 +342,9 @@ def _as_email(text: str) -> str:
 async def _demo(args: argparse.Namespace) -> str:
     if args.output is None:
         args.output = f"uphance-demo-customers.{args.format}"
+    # Imported by the two commands that serve one, not by every run of the command line.
+    from .testing import FakeUphance
+
     async with FakeUphance(customers=args.customers, page_size=100, latency=args.latency) as fake:
         args.token, args.base_url = fake.token, fake.url
         args.email = args.password = args.organisation_id = None
@@ -447,6 +355,8 @@ async def _demo(args: argparse.Namespace) -> str:
 
 
 async def _fake_server(args: argparse.Namespace) -> str:
+    from .testing import FakeUphance
+
     server = FakeUphance(
         customers=args.customers, page_size=100, latency=args.latency, port=args.port
     )

@@ -33,11 +33,17 @@ adds other Uphance lists as raw resources, merged on ``id`` and loaded increment
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
+import logging
 import operator
+import shutil
+import signal
+import threading
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -377,3 +383,97 @@ def uphance_source(
         else:
             found.append(listing(name))
     return found
+
+
+def _load_mirror(
+    source: Any,
+    *,
+    dataset: str,
+    database: Path | None,
+    destination: str = "duckdb",
+    on_phase: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Load ``source`` (``uphance_source(mirror=True)``) phase by phase, as ``uphance-async
+    customers load`` does; the rows loaded per table.
+
+    Into the DuckDB file ``database`` when given, dlt's state then kept beside it (so two
+    databases never share state) and tables replaced through a staging dataset (readers see
+    the old tables or the new ones, never an empty one); else into the dlt ``destination``.
+    A killed run's pending packages are dropped first: they hold an older crawl. A failed or
+    interrupted first load leaves no database behind. ``on_phase`` is told when normalize and
+    load begin.
+    """
+    tell = on_phase or (lambda text: None)
+    target: Any = destination
+    pipelines_dir = None
+    if database is not None:
+        target = dlt.destinations.duckdb(str(database), replace_strategy="insert-from-staging")
+        pipelines_dir = database.with_name(f".{database.name}.dlt")
+    new = database is not None and not database.exists()
+    try:
+        with _quiet_after_ctrl_c():
+            # dlt types pipelines_dir as str, and takes None for its own default folder.
+            make: Any = dlt.pipeline
+            pipeline = make(
+                pipeline_name=f"uphance_{dataset}",
+                destination=target,
+                dataset_name=dataset,
+                pipelines_dir=None if pipelines_dir is None else str(pipelines_dir),
+            )
+            if pipeline.has_pending_data:
+                # dlt 1.30 renamed the call.
+                abort = getattr(pipeline, "abort_packages", None) or pipeline.drop_pending_packages
+                abort()
+            pipeline.extract(source)
+            tell("normalize...")
+            pipeline.normalize()
+            rows = _rows_per_table(pipeline)
+            tell(f"load: {sum(rows.values()):,} rows into {len(rows)} tables...")
+            pipeline.load()
+    except BaseException:
+        if new and database is not None and pipelines_dir is not None:
+            for leftover in (database, database.with_name(database.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+            shutil.rmtree(pipelines_dir, ignore_errors=True)
+        raise
+    return rows
+
+
+def _rows_per_table(pipeline: Any) -> dict[str, int]:
+    """The rows the last normalize wrote for each of our tables (dlt's own left out)."""
+    trace = pipeline.last_trace
+    normalized = trace.last_normalize_info if trace is not None else None
+    counts = dict(normalized.row_counts) if normalized is not None else {}
+    return {table: count for table, count in counts.items() if not table.startswith("_")}
+
+
+@contextlib.contextmanager
+def _quiet_after_ctrl_c() -> Iterator[None]:
+    """Ctrl-C as one line: dlt runs the crawl on an event loop of its own, and when Ctrl-C
+    stops it mid-request that loop logs every async generator it then cannot close (dozens of
+    tracebacks on stderr). Once Ctrl-C is pressed, asyncio's log says nothing more."""
+    pressed = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        pressed.set()
+        signal.default_int_handler(signum, frame)
+
+    def before_ctrl_c(record: logging.LogRecord) -> bool:
+        return not pressed.is_set()
+
+    # Only where Ctrl-C raises KeyboardInterrupt as usual: a handler the user set stays.
+    ours = previous is signal.default_int_handler
+    if ours:
+        signal.signal(signal.SIGINT, interrupt)
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addFilter(before_ctrl_c)
+    try:
+        yield
+    finally:
+        if not pressed.is_set():
+            # After Ctrl-C it stays: the abandoned loop's tasks and sessions are logged again
+            # when they are collected, up to the interpreter's exit.
+            asyncio_log.removeFilter(before_ctrl_c)
+        if ours:
+            signal.signal(signal.SIGINT, previous)
