@@ -15,16 +15,9 @@ import pytest
 from aiohttp import web
 
 from uphance_async import ExportError, OutputStateError, RetryPolicy, UphanceClient, _export
-from uphance_async._export import (
-    CSV_COLUMNS,
-    checkpoint_path,
-    csv_row,
-    encode,
-    export,
-    lock_path,
-    partial_path,
-)
+from uphance_async._export import checkpoint_path, export, lock_path, partial_path
 from uphance_async._files import write_atomically
+from uphance_async._records import CSV_COLUMNS, csv_row, encode
 from uphance_async.errors import (
     APIConnectionError,
     AuthenticationError,
