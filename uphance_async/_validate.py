@@ -25,11 +25,6 @@ def positive_int(name: str, value: object) -> int:
     return value
 
 
-def customer_id(value: object) -> int:
-    """``value`` if it is a positive int, else ``ValueError``."""
-    return positive_int("customer id", value)
-
-
 def email(value: object) -> str:
     """``value`` if it looks like an e-mail address, else ``ValueError``."""
     if not is_email(value):

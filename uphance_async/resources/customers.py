@@ -50,6 +50,11 @@ def query_filters(status: str | None, agent_contact: str | None) -> dict[str, st
     return params
 
 
+def _one_customer(customer_id: object) -> tuple[str, int]:
+    """The path segments of one customer; ``ValueError`` unless the id is a positive int."""
+    return "customers", _validate.positive_int("customer id", customer_id)
+
+
 def _customer_record(item: Any) -> RawCustomer:
     """``item`` if it is a JSON object with an int or str ``id``, else the precise error."""
     if item.__class__ is not dict or item.get("id").__class__ not in (int, str):
@@ -191,7 +196,7 @@ class CustomersAPI:
 
     async def get(self, customer_id: int) -> Customer:
         """``GET /customers/{id}``: one customer; :class:`NotFoundError` if there is none."""
-        path = path_of("customers", _validate.customer_id(customer_id))
+        path = path_of(*_one_customer(customer_id))
         return self._one(await self._get(path), ("customer",), Customer, "GET", path)
 
     async def get_by_email(self, email: str) -> Customer:
@@ -201,12 +206,12 @@ class CustomersAPI:
 
     async def contacts(self, customer_id: int) -> tuple[Contact, ...]:
         """``GET /customers/{id}/contacts``: the customer's people."""
-        path = path_of("customers", _validate.customer_id(customer_id), "contacts")
+        path = path_of(*_one_customer(customer_id), "contacts")
         return await self._list(path, ("contacts", "people"), Contact)
 
     async def addresses(self, customer_id: int) -> tuple[Address, ...]:
         """``GET /customers/{id}/addresses``: the customer's addresses."""
-        path = path_of("customers", _validate.customer_id(customer_id), "addresses")
+        path = path_of(*_one_customer(customer_id), "addresses")
         return await self._list(path, ("addresses",), Address)
 
     async def create(self, customer: NewCustomer) -> Customer:
@@ -215,12 +220,12 @@ class CustomersAPI:
 
     async def create_contact(self, customer_id: int, contact: NewContact) -> Contact:
         """``POST /customers/{id}/create_contact``: add a contact person to a customer."""
-        segments = ("customers", _validate.customer_id(customer_id), "create_contact")
+        segments = (*_one_customer(customer_id), "create_contact")
         return await self._post(segments, contact, NewContact, ("contact", "person"), Contact)
 
     async def create_address(self, customer_id: int, address: NewAddress) -> Address:
         """``POST /customers/{id}/create_address``: add an address to a customer."""
-        segments = ("customers", _validate.customer_id(customer_id), "create_address")
+        segments = (*_one_customer(customer_id), "create_address")
         return await self._post(segments, address, NewAddress, ("address",), Address)
 
     async def _list(self, path: str, names: tuple[str, ...], cl: type[T]) -> tuple[T, ...]:
