@@ -86,6 +86,13 @@ async def test_closed_client_and_closed_view_each_say_which(server: FakeUphance)
         await client.customers.get(server.ids()[0])
 
 
+async def test_a_misspelt_stream_option_is_refused(client: UphanceClient) -> None:
+    with pytest.raises(TypeError, match="unexpected stream options: concurency"):
+        client.customers.stream(concurency=4)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="unexpected stream options: pages"):
+        client.customers.stream(raw=True, pages=2)  # type: ignore[call-overload]
+
+
 @pytest.fixture
 def server_thread_url(thread_served: Any) -> tuple[str, str]:
     fake = thread_served(FakeUphance(customers=20, page_size=10))

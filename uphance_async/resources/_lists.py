@@ -10,7 +10,7 @@ resource is then a few lines: see ``customers.py``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import attrs
 
@@ -24,7 +24,7 @@ from ..errors import ResponseValidationError
 from ..pagination import Checkpoint, Page, PageStream, Seams, StreamRegistry, id_key, mend_seams
 from ._shapes import answer_to, items, page_meta
 
-__all__ = ["ListEndpoint", "Record"]
+__all__ = ["ListEndpoint", "ListResource", "Record", "StreamOptions"]
 
 T = TypeVar("T")
 
@@ -129,7 +129,6 @@ class ListEndpoint(Generic[T]):
         resume: Checkpoint | None = None,
         raw: bool = False,
         registry: StreamRegistry | None = None,
-        stream_class: type[PageStream[Any]] = PageStream,
         filters_given: bool = True,
         verify: bool = False,
     ) -> PageStream[Any]:
@@ -149,7 +148,7 @@ class ListEndpoint(Generic[T]):
             params, first, yielded = dict(resume.params), resume.next_page, resume.items_yielded
             stop_page = resume.stop_page
         pages = self.pages(transport, params, typed=not raw)
-        return stream_class(
+        return PageStream(
             pages,
             key=id_key,
             convert=None if raw or self.model is None else pages.convert,
@@ -162,6 +161,107 @@ class ListEndpoint(Generic[T]):
             registry=registry,
             resumed=resume,
             verify=verify,
+        )
+
+
+class StreamOptions(TypedDict, total=False):
+    """How a stream crawls (see ``client.customers.stream``); every list's streams take them."""
+
+    concurrency: int | None
+    start_page: int
+    stop_page: int | None
+    ordered: bool
+    resume: Checkpoint | None
+    verify: bool
+
+
+_STREAM_OPTIONS = frozenset(StreamOptions.__annotations__)
+
+
+class ListResource(Generic[T]):
+    """A typed list on a client's transport: one page, typed and raw streams of it, partitions
+    and their mending. A resource for a list is its :class:`ListEndpoint` and the query its
+    own filters make, e.g. with the existing ``Invoice`` model::
+
+        INVOICES = ListEndpoint("/invoices", "invoices", Invoice)
+
+        class InvoicesAPI:
+            def __init__(self, invoices: ListResource[Invoice]) -> None:
+                self._invoices = invoices
+
+            def stream(self, since_id: int = 0, **options: Unpack[StreamOptions]):
+                return self._invoices.typed({"since_id": str(since_id)}, **options)
+    """
+
+    def __init__(
+        self,
+        endpoint: ListEndpoint[T],
+        transport: Transport,
+        *,
+        concurrency: Callable[[], int],
+        registry: StreamRegistry,
+    ) -> None:
+        self._endpoint = endpoint
+        self._transport = transport
+        self._concurrency = concurrency
+        self._registry = registry
+
+    async def page(self, number: int, params: dict[str, str]) -> Page[T]:
+        """Page ``number`` for the query ``params``, its records as the model."""
+        return await self._endpoint.page(self._transport, positive_int("page", number), params)
+
+    def typed(
+        self,
+        params: dict[str, str],
+        *,
+        filters_given: bool = True,
+        **options: Unpack[StreamOptions],
+    ) -> PageStream[T]:
+        """Every record for the query ``params``, as the model (``filters_given``: whether the
+        caller named filters, which a ``resume`` checkpoint must then match)."""
+        stream: PageStream[T] = self._open(params, False, filters_given, options)
+        return stream
+
+    def raw(
+        self,
+        params: dict[str, str],
+        *,
+        filters_given: bool = True,
+        **options: Unpack[StreamOptions],
+    ) -> PageStream[Record]:
+        """Every record for the query ``params``, as the JSON object it came as."""
+        stream: PageStream[Record] = self._open(params, True, filters_given, options)
+        return stream
+
+    async def partitions(
+        self, count: int, params: dict[str, str], *, overlap: int = 0
+    ) -> tuple[Checkpoint, ...]:
+        """The crawl of the query ``params`` split (see :meth:`ListEndpoint.partitions`)."""
+        return await self._endpoint.partitions(self._transport, params, count, overlap=overlap)
+
+    async def mend(self, ends: Sequence[Checkpoint], *, raw: bool = False) -> Seams:
+        """The :class:`Seams` between finished partitions, from their last checkpoints."""
+        return await self._endpoint.mend(self._transport, ends, raw=raw)
+
+    def _open(
+        self, params: dict[str, str], raw: bool, filters_given: bool, options: StreamOptions
+    ) -> PageStream[Any]:
+        unknown = set(options) - _STREAM_OPTIONS
+        if unknown:
+            raise TypeError(f"unexpected stream options: {', '.join(sorted(unknown))}")
+        concurrency = options.get("concurrency")
+        return self._endpoint.stream(
+            self._transport,
+            params,
+            concurrency=self._concurrency() if concurrency is None else concurrency,
+            start_page=options.get("start_page", 1),
+            stop_page=options.get("stop_page"),
+            ordered=options.get("ordered", True),
+            resume=options.get("resume"),
+            raw=raw,
+            registry=self._registry,
+            filters_given=filters_given,
+            verify=options.get("verify", False),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 from .. import _validate
 from .._convert import body, structure, structure_hook
@@ -12,7 +12,7 @@ from .._protocol import path_of
 from .._transport import Transport
 from ..models import Address, Contact, Customer, NewAddress, NewContact, NewCustomer
 from ..pagination import Checkpoint, Page, PageStream, Seams, StreamRegistry
-from ._lists import ListEndpoint
+from ._lists import ListEndpoint, ListResource, StreamOptions
 from ._shapes import answer_to, items, one_object
 
 __all__ = ["CustomerStream", "CustomersAPI"]
@@ -25,12 +25,10 @@ _PHONE = re.compile(r"\+?[0-9][0-9 ().\-]{2,30}")
 RawCustomer = dict[str, Any]
 
 
-class CustomerStream(PageStream[T]):
-    """Every customer of a listing, in page order: ``async for customer in stream``.
-
-    Works as ``async with client.customers.stream() as stream: async for c in stream: ...``
-    too, which stops all its requests as soon as the block is left.
-    """
+CustomerStream = PageStream
+"""Every customer of a listing, in page order: ``async for customer in stream``, or inside
+``async with client.customers.stream() as stream:``, which stops all its requests as soon as
+the block is left (the engine's :class:`~uphance_async.pagination.PageStream`)."""
 
 
 def query_filters(status: str | None, agent_contact: str | None) -> dict[str, str]:
@@ -74,8 +72,9 @@ class CustomersAPI:
         self, transport: Transport, *, concurrency: Callable[[], int], registry: StreamRegistry
     ) -> None:
         self._transport = transport
-        self._concurrency = concurrency
-        self._registry = registry
+        self._customers = ListResource(
+            CUSTOMERS, transport, concurrency=concurrency, registry=registry
+        )
 
     async def _get(self, path: str) -> Any:
         return await self._transport.request("GET", path)
@@ -88,8 +87,7 @@ class CustomersAPI:
         ``status`` is ``"active"`` (the API's default), ``"inactive"`` or ``"all"``;
         ``agent_contact`` (an agent's e-mail or phone) keeps only that agent's customers.
         """
-        params = query_filters(status, agent_contact)
-        return await CUSTOMERS.page(self._transport, _validate.positive_int("page", page), params)
+        return await self._customers.page(page, query_filters(status, agent_contact))
 
     @overload
     def stream(
@@ -97,13 +95,8 @@ class CustomersAPI:
         status: str | None = ...,
         agent_contact: str | None = ...,
         *,
-        concurrency: int | None = ...,
-        start_page: int = ...,
-        stop_page: int | None = ...,
-        ordered: bool = ...,
-        resume: Checkpoint | None = ...,
         raw: Literal[False] = ...,
-        verify: bool = ...,
+        **options: Unpack[StreamOptions],
     ) -> CustomerStream[Customer]: ...
 
     @overload
@@ -112,13 +105,8 @@ class CustomersAPI:
         status: str | None = ...,
         agent_contact: str | None = ...,
         *,
-        concurrency: int | None = ...,
-        start_page: int = ...,
-        stop_page: int | None = ...,
-        ordered: bool = ...,
-        resume: Checkpoint | None = ...,
         raw: Literal[True],
-        verify: bool = ...,
+        **options: Unpack[StreamOptions],
     ) -> CustomerStream[RawCustomer]: ...
 
     def stream(
@@ -126,13 +114,8 @@ class CustomersAPI:
         status: str | None = None,
         agent_contact: str | None = None,
         *,
-        concurrency: int | None = None,
-        start_page: int = 1,
-        stop_page: int | None = None,
-        ordered: bool = True,
-        resume: Checkpoint | None = None,
         raw: bool = False,
-        verify: bool = False,
+        **options: Unpack[StreamOptions],
     ) -> CustomerStream[Customer] | CustomerStream[RawCustomer]:
         """Every customer of ``GET /customers``, fetching pages concurrently, in page order.
 
@@ -149,20 +132,11 @@ class CustomersAPI:
         up to 3 times, until a pass finds nothing new while the count holds still: it also
         catches changes that keep the count, at the cost of at least one more full crawl.
         """
-        return CUSTOMERS.stream(  # type: ignore[return-value]
-            self._transport,
-            query_filters(status, agent_contact),
-            concurrency=self._concurrency() if concurrency is None else concurrency,
-            start_page=start_page,
-            stop_page=stop_page,
-            ordered=ordered,
-            resume=resume,
-            raw=raw,
-            registry=self._registry,
-            stream_class=CustomerStream,
-            filters_given=status is not None or agent_contact is not None,
-            verify=verify,
-        )
+        params = query_filters(status, agent_contact)
+        given = status is not None or agent_contact is not None
+        if raw:
+            return self._customers.raw(params, filters_given=given, **options)
+        return self._customers.typed(params, filters_given=given, **options)
 
     async def partitions(
         self,
@@ -182,7 +156,7 @@ class CustomersAPI:
         when the list shrinks during the crawl (merge on ``id`` at the destination).
         """
         params = query_filters(status, agent_contact)
-        return await CUSTOMERS.partitions(self._transport, params, count, overlap=overlap)
+        return await self._customers.partitions(count, params, overlap=overlap)
 
     async def mend(self, ends: Sequence[Checkpoint], *, raw: bool = False) -> Seams:
         """Repair the boundaries between partitions once all of them have finished: ``ends``
@@ -192,7 +166,7 @@ class CustomersAPI:
         neighbours both handed out (``repeated``: keep one); raises
         :class:`~uphance_async.errors.DriftError` when that cannot be told exactly.
         """
-        return await CUSTOMERS.mend(self._transport, ends, raw=raw)
+        return await self._customers.mend(ends, raw=raw)
 
     async def get(self, customer_id: int) -> Customer:
         """``GET /customers/{id}``: one customer; :class:`NotFoundError` if there is none."""

@@ -54,6 +54,12 @@ class _Row:
     record: dict[str, Any] | None = None
 
 
+def _secret(size: int) -> str:
+    """A random secret that never starts with "-": on a command line (``--token -x...``) one
+    that does reads as an option, about one time in 32."""
+    return "t" + secrets.token_urlsafe(size)
+
+
 class FakeUphance:
     """A local Uphance Customer API on 127.0.0.1, for tests, benchmarks and demos.
 
@@ -114,9 +120,9 @@ class FakeUphance:
         if unknown or not 0 <= fault_rate <= 1:
             raise ValueError(f"faults must be among {FAULTS} and fault_rate in [0, 1]")
         self.page_size = page_size
-        self.token = token if token is not None else secrets.token_urlsafe(24)
+        self.token = token if token is not None else _secret(24)
         self.email = email
-        self.password = password if password is not None else secrets.token_urlsafe(12)
+        self.password = password if password is not None else _secret(12)
         self.token_lifetime = token_lifetime
         self.organisations = dict(organisations or {9579: "Uphance Demo", 9580: "Second Label"})
         self.token_requests = 0
@@ -310,7 +316,7 @@ class FakeUphance:
         else:
             return _json(400, {"error": "unsupported_grant_type"})
         now = time.time()
-        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        access, refresh = _secret(24), _secret(24)
         self._issued[access] = now + self.token_lifetime
         self._refresh_tokens.add(refresh)
         return _json(
