@@ -15,7 +15,6 @@ from typing import Any, Literal
 import attrs
 from aiohttp import web
 
-from ..resources.customers import STATUSES
 from . import _data
 
 __all__ = ["FAULTS", "FakeUphance", "RecordedRequest"]
@@ -52,6 +51,11 @@ class _Row:
     active: bool
     agent: int | None
     record: dict[str, Any] | None = None
+
+
+# The API's own values, spelled here rather than taken from the client: a change in the client
+# must not silently change what the fake accepts.
+_STATUSES = ("active", "inactive", "all")
 
 
 def _secret(size: int) -> str:
@@ -506,8 +510,8 @@ class FakeUphance:
     def _list(self, request: web.Request) -> web.Response:
         query = request.query
         status = query.get("by_status", "active")
-        if status not in STATUSES:
-            return _json(400, {"error": f"by_status must be one of {', '.join(STATUSES)}"})
+        if status not in _STATUSES:
+            return _json(400, {"error": f"by_status must be one of {', '.join(_STATUSES)}"})
         page = _page_number(query)
         if isinstance(page, web.Response):
             return page
