@@ -1,10 +1,10 @@
-"""Automation: ``nox`` runs the tests, the linter and the type checker."""
+"""Automation: ``nox`` runs the tests, the linter, the type checker and the docs build."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -28,6 +28,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package, the tests, the benchmarks and the examples."""
     session.install(".[test]")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The Sphinx site in docs/, warnings as errors, into a temporary folder."""
+    session.install(".[docs]")
+    out = session.create_tmp()
+    session.run("python", "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", f"{out}/html")
 
 
 @nox.session(python="3.11")

@@ -1,4 +1,5 @@
-"""README.rst renders, opens with the two commands CI runs, and every example in it runs."""
+"""README.rst and the docs render, the README opens with the two commands CI runs, and every
+example in them runs."""
 
 from __future__ import annotations
 
@@ -21,15 +22,18 @@ from uphance_async.testing import FakeUphance
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.rst").read_text()
+DOCS = {page.name: page.read_text() for page in sorted((ROOT / "docs").glob("*.rst"))}
 PASSWORD = "readme-password"
 
 
 def blocks(language: str) -> list[str]:
-    """The bodies of the README's ``.. code-block:: language`` directives, dedented."""
+    """The bodies of the ``.. code-block:: language`` directives of the README and the docs,
+    dedented (a page that includes part of the README does not repeat its blocks)."""
     found = []
     pattern = rf"^\.\. code-block:: {language}\n\n((?:(?:   .*)?\n)+)"
-    for match in re.finditer(pattern, README, flags=re.MULTILINE):
-        found.append(textwrap.dedent(match.group(1)).strip() + "\n")
+    for text in (README, *DOCS.values()):
+        for match in re.finditer(pattern, text, flags=re.MULTILINE):
+            found.append(textwrap.dedent(match.group(1)).strip() + "\n")
     return found
 
 
@@ -43,12 +47,20 @@ def test_readme_renders_without_warnings() -> None:
     docutils.core.publish_doctree(README, settings_overrides={"report_level": 2, "halt_level": 2})
 
 
+def test_the_readme_is_short_and_links_every_guide() -> None:
+    assert len(README.splitlines()) <= 200
+    linked = set(re.findall(r"<docs/([a-z-]+\.rst)>`_", README))
+    guides = set(DOCS) - {"index.rst", "api.rst", "limits.rst", "development.rst"}
+    assert guides <= linked
+    assert all(name in DOCS for name in linked)
+
+
 def test_readme_opens_with_the_two_commands_ci_runs() -> None:
     first_two = [line for line in README.splitlines() if line.lstrip().startswith("$ ")][:2]
     assert first_two[0].strip() == "$ python -m pip install . && python -m uphance_async demo"
     test_command = first_two[1].strip()[2:]
     assert test_command in (ROOT / ".ci" / "run").read_text()
-    assert len(PYTHON) >= 9
+    assert len(PYTHON) >= 18
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ class CustomersAPI:
         exports that re-serialise.
 
         Every customer that stays in the list from the start to the end is handed out exactly
-        once, or the stream raises :class:`~uphance_async.errors.DriftError` (see the README,
+        once, or the stream raises :class:`~uphance_async.errors.DriftError` (see the docs,
         "Exactness when the list changes"). ``verify=True`` then reads the whole list again,
         up to 3 times, until a pass finds nothing new while the count holds still: it also
         catches changes that keep the count, at the cost of at least one more full crawl.
