@@ -10,9 +10,11 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The whole test suite, against the installed package."""
+    """The whole test suite, against the installed package: the quick session (the README's
+    command), then the slow one."""
     session.install(".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+    session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -41,6 +41,7 @@ def run_killed(argv: list[str], env: dict[str, str], cwd: Path, after: float, ho
     return process.returncode
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["jsonl", "csv"])
 def test_exports_killed_at_random_then_resumed_hold_every_customer_once(
     thread_served: Callable[[FakeUphance], FakeUphance], tmp_path: Path, form: str

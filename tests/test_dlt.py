@@ -16,6 +16,9 @@ import pytest
 
 dlt = pytest.importorskip("dlt")
 
+# Real DuckDB loads, several killed: the slow session (``pytest -m slow``) runs them.
+pytestmark = pytest.mark.slow
+
 from uphance_async.cli import main  # noqa: E402
 from uphance_async.dlt import TABLES, columns_of, uphance_source  # noqa: E402
 from uphance_async.models import Customer  # noqa: E402

@@ -104,6 +104,7 @@ def exported(folder: Path, pattern: str) -> list[int]:
     ]
 
 
+@pytest.mark.slow
 def test_the_dask_recipe_exports_partitions_and_resumes_failed_ones(
     thread_served: Callable[[FakeUphance], FakeUphance], tmp_path: Path
 ) -> None:
@@ -139,6 +140,7 @@ def test_the_dask_recipe_exports_partitions_and_resumes_failed_ones(
     assert sorted(p.name for p in out.iterdir()) == [f"part-{n:04d}.jsonl" for n in range(4)]
 
 
+@pytest.mark.slow
 def test_the_dask_recipe_syncs_many_organisations(
     thread_served: Callable[[FakeUphance], FakeUphance], tmp_path: Path
 ) -> None:
@@ -153,6 +155,7 @@ def test_the_dask_recipe_syncs_many_organisations(
     assert selected == {9579, 9580}
 
 
+@pytest.mark.slow
 def test_the_dask_recipe_says_one_line_for_a_bad_token(
     thread_served: Callable[[FakeUphance], FakeUphance], tmp_path: Path
 ) -> None:
@@ -201,6 +204,7 @@ async def test_a_task_run_again_after_its_worker_died_counts_that_attempt(
     assert sorted(path.name for path in os.scandir(tmp_path)) == ["part-0000.jsonl"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("delete", "create"), [(3, 0), (0, 3), (4, 1)])
 def test_the_dask_recipe_mends_the_seams_of_a_list_that_moves(
     thread_served: Callable[[FakeUphance], FakeUphance],
