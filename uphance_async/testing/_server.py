@@ -9,7 +9,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -356,8 +356,7 @@ class FakeUphance:
 
     async def start(self) -> None:
         """Start listening; ``url`` is set once this returns."""
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._serve)
+        app = _application(self)
         # Stopping waits at most a second for answers under way (a slow fault, a client that
         # keeps its connection): a test server must stop promptly when told to.
         self._runner = web.AppRunner(
@@ -376,13 +375,15 @@ class FakeUphance:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    async def _serve(self, request: web.Request) -> web.StreamResponse:
+    @web.middleware
+    async def _gate(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        """What every request meets before its route: latency, sign-in, the rate budget and
+        the injected faults; and its record afterwards."""
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         body: Any = None
         fault: str | None = None
-        header = request.headers.get("Authorization", "")
-        presented = header[7:] if header.startswith("Bearer ") else None
+        presented = _bearer(request)
         refusal = (
             None if (request.method, request.path) == _OPEN_ROUTE else self._refusal(presented)
         )
@@ -392,12 +393,7 @@ class FakeUphance:
         try:
             if self.on_request is not None:
                 self.on_request(self)
-            if request.can_read_body:
-                raw = await request.read()
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    body = raw.decode("utf-8", "replace")
+            body = await _body(request)
             if self.latency:
                 await asyncio.sleep(self.latency)
             if refusal is not None:
@@ -413,7 +409,7 @@ class FakeUphance:
                 if fault is None or fault == "slow":
                     if fault == "slow":
                         await asyncio.sleep(self.slow_seconds)
-                    response = self._dispatch(request, body, presented or "")
+                    response = await handler(request)
                 else:
                     response = await self._fault(request, fault)
             return response
@@ -479,33 +475,6 @@ class FakeUphance:
         assert request.transport is not None
         request.transport.close()
         return response
-
-    def _dispatch(self, request: web.Request, body: Any, token: str) -> web.Response:
-        parts = [part for part in request.path.split("/") if part]
-        method = request.method
-        if (method, request.path) == _OPEN_ROUTE:
-            return self._token_answer(body)
-        if parts == ["organisations"] and method == "GET":
-            return self._organisations()
-        if parts == ["organisations", "set_current_org"] and method == "POST":
-            return self._set_current_org(token, body)
-        if parts == ["invoices"] and method == "GET":
-            return self._list_invoices(request)
-        if parts == ["customers"]:
-            if method == "GET":
-                return self._list(request)
-            if method == "POST":
-                return self._create_customer(body)
-        if len(parts) == 2 and parts[0] == "customers" and method == "GET":
-            return self._show(parts[1])
-        if len(parts) == 3 and parts[0] == "customers" and parts[1].isdigit():
-            row = self._by_id.get(int(parts[1]))
-            action = (method, parts[2])
-            if action in _ACTIONS:
-                if row is None:
-                    return _not_found(f"customer {parts[1]}")
-                return _ACTIONS[action](self, row, body)
-        return _not_found(request.path)
 
     def _list(self, request: web.Request) -> web.Response:
         query = request.query
@@ -670,6 +639,65 @@ class FakeUphance:
         record["addresses"].append(address)
         self._changed()
         return _json(201, {"address": address})
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:] if header.startswith("Bearer ") else None
+
+
+async def _body(request: web.Request) -> Any:
+    """The request's body: its JSON, else its text (``None`` without one). aiohttp keeps the
+    bytes once read, so the middleware and the route both ask."""
+    if not request.body_exists:
+        return None
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def _application(fake: FakeUphance) -> web.Application:
+    """The HTTP face of ``fake``: its routes, behind the middleware every request meets."""
+
+    def route(answer: Callable[[web.Request, Any], web.Response]) -> _Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return answer(request, await _body(request))
+
+        return handle
+
+    def action(request: web.Request, body: Any) -> web.Response:
+        row = fake._by_id.get(int(request.match_info["id"]))
+        act = _ACTIONS.get((request.method, request.match_info["action"]))
+        if act is None:
+            return _not_found(request.path)
+        if row is None:
+            return _not_found(f"customer {request.match_info['id']}")
+        return act(fake, row, body)
+
+    app = web.Application(middlewares=[fake._gate])
+    app.router.add_routes(
+        [
+            web.post(_OPEN_ROUTE[1], route(lambda r, body: fake._token_answer(body))),
+            web.get("/organisations", route(lambda r, body: fake._organisations())),
+            web.post(
+                "/organisations/set_current_org",
+                route(lambda r, body: fake._set_current_org(_bearer(r) or "", body)),
+            ),
+            web.get("/invoices", route(lambda r, body: fake._list_invoices(r))),
+            web.get("/customers", route(lambda r, body: fake._list(r))),
+            web.post("/customers", route(lambda r, body: fake._create_customer(body))),
+            web.get("/customers/{key}", route(lambda r, body: fake._show(r.match_info["key"]))),
+            web.route("*", r"/customers/{id:\d+}/{action}", route(action)),
+            # Anything else: the API's JSON 404, whatever the method.
+            web.route("*", "/{tail:.*}", route(lambda r, body: _not_found(r.path))),
+        ]
+    )
+    return app
 
 
 _ACTIONS: dict[tuple[str, str], Callable[[FakeUphance, _Row, Any], web.Response]] = {
