@@ -8,6 +8,7 @@ exactly as it will talk to Uphance::
             ...
 """
 
-from ._server import FAULTS, FakeUphance, RecordedRequest
+from ._http import FAULTS, RecordedRequest
+from ._server import FakeUphance
 
 __all__ = ["FAULTS", "FakeUphance", "RecordedRequest"]
