@@ -23,6 +23,7 @@ from uphance_async.errors import (
     NotFoundError,
     ServerError,
 )
+from uphance_async.resources._lists import ListEndpoint, ListResource
 from uphance_async.testing import FakeUphance
 
 Serve = Callable[[web.Application], Awaitable[str]]
@@ -119,6 +120,23 @@ async def test_paginate_hands_out_models_when_given_one(invoicing: FakeUphance) 
     assert patched.total_quantity == 3
     assert [o.id for o in owned] == [invoice.id for invoice in invoices]
     assert {o.customer_id for o in owned} >= {odd["customer_id"]}
+
+
+async def test_a_typed_list_is_an_endpoint_and_a_list_resource(invoicing: FakeUphance) -> None:
+    """The sketch in ListResource's documentation, run: /invoices with the existing model."""
+    invoices_list = ListEndpoint("/invoices", "invoices", Invoice)
+    async with UphanceClient(token=invoicing.token, base_url=invoicing.url) as client:
+        invoices = ListResource(
+            invoices_list, client._transport, concurrency=lambda: 4, registry=client._registry
+        )
+        since = invoicing.invoices()[10]["id"]
+        got = [invoice async for invoice in invoices.typed({"since_id": str(since)})]
+        raw = [invoice async for invoice in invoices.raw({"since_id": str(since)})]
+        first = await invoices.page(1, {"since_id": "0"})
+    assert [invoice.id for invoice in got] == [int(i["id"]) for i in invoicing.invoices(since)]
+    assert all(type(invoice) is Invoice for invoice in got)
+    assert [r["id"] for r in raw] == [i["id"] for i in invoicing.invoices(since)]
+    assert first.items[0].id == int(invoicing.invoices()[0]["id"])
 
 
 async def test_paginate_resumes_from_the_checkpoint_of_its_error(invoicing: FakeUphance) -> None:
