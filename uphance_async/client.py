@@ -8,7 +8,7 @@ import ipaddress
 import re
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -25,7 +25,7 @@ from ._version import __version__
 from .errors import ClientClosedError
 from .models import Organisation
 from .pagination import Checkpoint, PageStream, StreamRegistry
-from .resources._lists import ListEndpoint, Record
+from .resources._lists import ListEndpoint, ListResource, Record, StreamOptions
 from .resources.customers import CustomersAPI
 from .resources.organisations import OrganisationsAPI
 
@@ -423,12 +423,7 @@ class UphanceClient:
         key: str,
         model: None = None,
         params: Mapping[str, Any] | None = None,
-        concurrency: int | None = None,
-        start_page: int = 1,
-        stop_page: int | None = None,
-        ordered: bool = True,
-        resume: Checkpoint | None = None,
-        verify: bool = False,
+        **options: Unpack[StreamOptions],
     ) -> PageStream[Record]: ...
 
     @overload
@@ -439,12 +434,7 @@ class UphanceClient:
         key: str,
         model: type[T],
         params: Mapping[str, Any] | None = None,
-        concurrency: int | None = None,
-        start_page: int = 1,
-        stop_page: int | None = None,
-        ordered: bool = True,
-        resume: Checkpoint | None = None,
-        verify: bool = False,
+        **options: Unpack[StreamOptions],
     ) -> PageStream[T]: ...
 
     def paginate(
@@ -454,36 +444,28 @@ class UphanceClient:
         key: str,
         model: type[T] | None = None,
         params: Mapping[str, Any] | None = None,
-        concurrency: int | None = None,
-        start_page: int = 1,
-        stop_page: int | None = None,
-        ordered: bool = True,
-        resume: Checkpoint | None = None,
-        verify: bool = False,
+        **options: Unpack[StreamOptions],
     ) -> PageStream[Any]:
         """Every record of any paginated list, e.g. ``client.paginate("/invoices",
         key="invoices", params={"since_id": 1000})``, as the JSON objects it came as, or as
         ``model`` (an attrs class, e.g. ``Invoice``: read as customers are, straight from the
         page's bytes where they fit, leniently otherwise).
 
-        The same engine as ``customers.stream()``: pages fetched concurrently and handed out in
-        order (``ordered=False``: as they come), bounded memory, records deduplicated on
-        ``"id"``, ``.stats``, ``.checkpoint`` and ``resume=``, the same exactness when the list
-        changes and the same ``verify=``.
+        The same engine and options as ``customers.stream()`` (``concurrency``, ``start_page``,
+        ``stop_page``, ``ordered``, ``resume``, ``verify``): pages fetched concurrently and
+        handed out in order, bounded memory, records deduplicated on ``"id"``, ``.stats``,
+        ``.checkpoint``, and the same exactness when the list changes.
         """
-        return _user_list(path, key, model).stream(
+        records = ListResource(
+            _user_list(path, key, model),
             self._transport,
-            _query(params),
-            concurrency=self.concurrency if concurrency is None else concurrency,
-            start_page=start_page,
-            stop_page=stop_page,
-            ordered=ordered,
-            resume=resume,
-            raw=model is None,
+            concurrency=lambda: self.concurrency,
             registry=self._registry,
-            filters_given=params is not None,
-            verify=verify,
         )
+        given = params is not None
+        if model is None:
+            return records.raw(_query(params), filters_given=given, **options)
+        return records.typed(_query(params), filters_given=given, **options)
 
     async def partitions(
         self,
