@@ -265,6 +265,18 @@ class ListResource(Generic[T]):
         )
 
 
+_TYPED_PAGES: dict[tuple[str, type], TypedPages] = {}
+
+
+def _typed_pages(key: str, model: type) -> TypedPages:
+    """The decoder of the pages of a list: one per key and model, since building one makes
+    msgspec compile their types again (every stream and every page() made its own)."""
+    found = _TYPED_PAGES.get((key, model))
+    if found is None:
+        found = _TYPED_PAGES[key, model] = TypedPages(key, model, decoded_check(model))
+    return found
+
+
 class _Pages(Generic[T]):
     """The pages of one list for one query: downloads through the transport, a pure parser,
     and the conversion of one record to the model."""
@@ -284,11 +296,7 @@ class _Pages(Generic[T]):
         model = endpoint.model
         self._model = model
         self._structure = structure_hook(model) if model is not None else None
-        self._typed = (
-            TypedPages(endpoint.key, model, decoded_check(model))
-            if typed and model is not None
-            else None
-        )
+        self._typed = _typed_pages(endpoint.key, model) if typed and model is not None else None
 
     async def download(self, number: int, observer: Observer | None) -> bytes:
         body: bytes = await self._transport.request(
