@@ -44,7 +44,7 @@ import threading
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import dlt
@@ -58,9 +58,11 @@ from ._retry import RetryPolicy
 from .client import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, UphanceClient
 from .errors import RecordEncodingError
 from .models import Customer
-from .pagination import StreamStats
+from .pagination import PageStream, StreamStats
 
 __all__ = ["LISTS", "TABLES", "uphance_source"]
+
+T = TypeVar("T")
 
 LISTS: dict[str, str] = {
     "invoices": "/invoices",
@@ -279,20 +281,8 @@ def uphance_source(
             f"unknown resources {sorted(unknown)}; known: customers, {', '.join(LISTS)}"
         )
 
-    @attrs.define
-    class _Opened:
-        client: UphanceClient
-
-        async def __aenter__(self) -> UphanceClient:
-            await self.client.__aenter__()
-            if token is not None and organisation_id is not None:
-                await self.client.set_organisation(organisation_id)
-            return self.client
-
-        async def __aexit__(self, *exc_info: Any) -> None:
-            await self.client.__aexit__(*exc_info)
-
-    def connect() -> _Opened:
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[UphanceClient]:
         # Made inside each resource's generator: dlt runs them on a loop of its own.
         options: dict[str, Any] = {
             "base_url": base_url,
@@ -302,33 +292,44 @@ def uphance_source(
             "retry": RetryPolicy(max_attempts=max_attempts),
         }
         if token is not None:
-            return _Opened(UphanceClient(token=token, **options))
-        return _Opened(
-            UphanceClient(
+            client = UphanceClient(token=token, **options)
+        else:
+            client = UphanceClient(
                 email=email, password=password, organisation_id=organisation_id, **options
             )
-        )
+        async with client:
+            # A sign-in selects its organisation itself; with a token it is selected once open.
+            if token is not None and organisation_id is not None:
+                await client.set_organisation(organisation_id)
+            yield client
 
-    def told(name: str, rows: int) -> None:
+    async def batched(name: str, stream: PageStream[T], *, last: bool) -> AsyncIterator[list[T]]:
+        """The records of ``stream`` a thousand at a time, progress told after each batch;
+        with ``last``, a final batch even when it is empty."""
+        batch: list[T] = []
+        async with stream:
+            async for record in stream:
+                batch.append(record)
+                if len(batch) >= _BATCH:
+                    yield batch
+                    batch = []
+                    told(name, stream.stats)
+            if batch or last:
+                yield batch
+                told(name, stream.stats)
+
+    def told(name: str, stats: StreamStats) -> None:
         if on_batch is not None:
-            on_batch(name, rows)
+            on_batch(name, stats.items_yielded)
+        if on_stats is not None and name == "customers":
+            on_stats(stats)
 
     @dlt.resource(name="uphance_customer_batches", selected=False)
     async def batches() -> AsyncIterator[_Batch]:
-        async with connect() as client, client.customers.stream(status) as stream:
-            batch: list[Customer] = []
-            async for customer in stream:
-                batch.append(customer)
-                if len(batch) >= _BATCH:
-                    yield _Batch(batch)
-                    batch = []
-                    told("customers", stream.stats.items_yielded)
-                    if on_stats is not None:
-                        on_stats(stream.stats)
-            yield _Batch(batch)
-            told("customers", stream.stats.items_yielded)
-            if on_stats is not None:
-                on_stats(stream.stats)
+        async with connect() as client:
+            # The last batch even when empty: a mirror of an empty list empties the tables.
+            async for batch in batched("customers", client.customers.stream(status), last=True):
+                yield _Batch(batch)
 
     def table_resource(table: _Table) -> DltResource:
         keys: dict[str, Any] = (
@@ -361,18 +362,8 @@ def uphance_source(
                 stream = client.paginate(
                     LISTS[name], key=name, params={"since_id": since.last_value or 0}
                 )
-                batch: list[dict[str, Any]] = []
-                rows = 0
-                async for record in stream:
-                    batch.append(record)
-                    if len(batch) >= _BATCH:
-                        rows += len(batch)
-                        yield batch
-                        batch = []
-                        told(name, rows)
-                if batch:
+                async for batch in batched(name, stream, last=False):
                     yield batch
-                    told(name, rows + len(batch))
 
         return records
 
