@@ -180,3 +180,77 @@ async def test_queued_calls_a_cut_leaves_without_a_chance_are_shed_not_left_to_t
     assert 2 <= outcomes.count("sent") <= 12
     assert outcomes.count("shed") >= 48
     assert time.monotonic() - started < 1.5
+
+
+async def test_calls_admitted_keep_room_for_one_more_pause_and_are_not_shed_later() -> None:
+    from uphance_async._ratelimit import Shed
+
+    limiter = Limiter(max_in_flight=4, rate=50.0)
+    await limiter.throttled(asyncio.get_running_loop().time(), retry_after=0.3)
+    await asyncio.sleep(0.35)  # the first pause is over; its length is remembered
+    outcomes: list[tuple[str, float]] = []
+
+    async def call() -> None:
+        started = time.monotonic()
+        deadline = asyncio.get_running_loop().time() + 0.6
+        try:
+            async with limiter.slot(deadline) as sent_at:
+                await limiter.accepted(sent_at)
+                outcomes.append(("sent", time.monotonic() - started))
+        except Shed:
+            outcomes.append(("shed", time.monotonic() - started))
+
+    calls = [asyncio.ensure_future(call()) for _ in range(30)]
+    await asyncio.sleep(0.1)
+    await limiter.throttled(asyncio.get_running_loop().time(), retry_after=0.3)  # a second
+    await asyncio.gather(*calls)
+    sent = [took for what, took in outcomes if what == "sent"]
+    shed = [took for what, took in outcomes if what == "shed"]
+    assert 3 <= len(sent) <= 12  # a queue of at most a quarter of the deadline
+    assert max(sent) < 0.6  # every call let in made its deadline, across the second pause
+    assert shed
+    assert max(shed) < 0.05  # the others were told at once, none after waiting
+
+
+async def test_a_retry_the_limiter_would_shed_is_not_waited_for(serve_app: Any) -> None:
+    asked = 0
+
+    async def busy(request: web.Request) -> web.Response:
+        nonlocal asked
+        asked += 1
+        return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": "1"})
+
+    class Crowded(Limiter):
+        """A limiter whose queue, by the time a retry would arrive, is too long to serve it."""
+
+        def sheds(self, deadline: float, after: float = 0.0) -> float | None:
+            return 4.0 if after else None
+
+    url = await serve_app(app(busy))
+    async with UphanceClient(
+        token="t" * 16, base_url=url, retry=PATIENT, deadline=5.0, limiter=Crowded()
+    ) as client:
+        started = time.monotonic()
+        with pytest.raises(RateLimitError) as caught:
+            await client.customers.get(5)
+    assert time.monotonic() - started < 0.5  # not after sleeping out the Retry-After first
+    assert asked == 1
+    assert caught.value.retry_after == 1.0
+
+
+async def test_a_retry_after_a_pause_is_let_in_when_the_queue_allows(serve_app: Any) -> None:
+    asked = 0
+
+    async def once_busy(request: web.Request) -> web.Response:
+        nonlocal asked
+        asked += 1
+        if asked == 1:
+            return web.json_response({"error": "wait"}, status=429, headers={"Retry-After": "1"})
+        return web.json_response({"customer": {"id": 5}})
+
+    url = await serve_app(app(once_busy))
+    async with UphanceClient(
+        token="t" * 16, base_url=url, retry=PATIENT, deadline=1.6, rate_limit=10
+    ) as client:
+        assert (await client.customers.get(5)).id == 5
+    assert asked == 2

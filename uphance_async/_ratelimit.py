@@ -62,7 +62,9 @@ __all__ = [
     "Throttle",
     "admits",
     "after_429",
+    "pause_length",
     "rate_at",
+    "sheds",
     "smoothed",
     "too_early",
 ]
@@ -207,7 +209,9 @@ class RateLimiter(Protocol):
         With a ``deadline`` (on :func:`anyio.current_time`'s clock) a limiter that can tell
         the call would not be let through before it raises :class:`Shed` at once instead of
         queueing. The transport passes ``deadline`` only when the client has one, so a
-        limiter written before deadlines existed keeps working without them.
+        limiter written before deadlines existed keeps working without them. A limiter may
+        also have ``sheds(deadline, after)`` (see :meth:`Limiter.sheds`), which the transport
+        asks before it waits to retry: a retry that would only be shed is not waited for.
         """
         ...
 
@@ -280,12 +284,26 @@ class Queue:
                 scope.cancel()
 
 
-def admits(now: float, wait: float, deadline: float) -> bool:
-    """Whether to queue a call expected to wait ``wait`` seconds: only when that is at most half
-    of what is left before its ``deadline``. A queue filled to the deadline misses it for most of
-    its tail as soon as a cut or a pause slows it; at half, a call told "no" is told at once,
-    and one told "yes" is nearly always served."""
-    return now + 2 * wait <= deadline
+def admits(now: float, wait: float, deadline: float, last_pause: float = 0.0) -> bool:
+    """Whether to queue a call expected to wait ``wait`` seconds: only when twice that, plus
+    room for one more pause as long as ``last_pause`` (at most half of what is left), fits
+    before its ``deadline``. A queue filled to the deadline misses it for most of its tail as
+    soon as a cut or a pause slows it; this way a call told "no" is told at once, and one told
+    "yes" is nearly always served, even across a throttling episode."""
+    left = deadline - now
+    return 2 * wait + min(last_pause, left / 2) <= left
+
+
+def sheds(limiter: RateLimiter, deadline: float, after: float) -> float | None:
+    """What ``limiter.sheds(deadline, after)`` says (``None``, never, for a limiter without
+    that method, such as one written before deadlines existed)."""
+    method = getattr(limiter, "sheds", None)
+    return method(deadline, after) if callable(method) else None
+
+
+def pause_length(state: Throttle) -> float:
+    """How long the last ``Retry-After`` pause was (``0``: none yet)."""
+    return max(0.0, state.paused_until - state.paused_at) if state.paused_at > NEVER else 0.0
 
 
 class Shed(Exception):
@@ -350,6 +368,15 @@ class Limiter:
             wait += self._rtt * (queued + 1) / self.max_in_flight
         return wait
 
+    def sheds(self, deadline: float, after: float = 0.0) -> float | None:
+        """``None`` if a call arriving in ``after`` seconds would be queued for ``deadline``
+        (see :func:`admits`), else its expected wait. The transport asks before it waits to
+        retry, so that a retry that would only be shed is not waited for; a retry has waited
+        out its pause already, so no room for another is kept for it."""
+        wait = max(0.0, self.expected_wait() - after)
+        pause = 0.0 if after else pause_length(self._state)
+        return None if admits(self._clock() + after, wait, deadline, pause) else wait
+
     @asynccontextmanager
     async def slot(self, deadline: float | None = None) -> AsyncIterator[float]:
         """Hold one of the in-flight places, once the rate allows; yields the send time.
@@ -358,8 +385,8 @@ class Limiter:
         it would keep past the deadline raises :class:`Shed` at once, spending nothing.
         """
         if deadline is not None:
-            wait = self.expected_wait()
-            if not admits(self._clock(), wait, deadline):
+            wait = self.sheds(deadline)
+            if wait is not None:
                 raise Shed(wait)
         async with self._queue.place(self._wait_turn, deadline) as sent_at:
             try:

@@ -23,7 +23,7 @@ from ._auth import Auth
 from ._events import Observer, RequestEvent, call_hook
 from ._json import dumps
 from ._protocol import Decode, NotJSON, decode_json, status_error
-from ._ratelimit import RateLimiter, Shed
+from ._ratelimit import RateLimiter, Shed, sheds
 from ._redact import clip
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from .errors import (
@@ -246,7 +246,7 @@ class Transport:
         if isinstance(failure.error, RateLimitError):
             retriable = self.retry.should_retry_status(method, 429)
         wait = self.retry.delay(tries, failure.retry_after)
-        late = expires is not None and anyio.current_time() + wait >= expires
+        late = expires is not None and not self._retry_fits(wait, expires)
         if not retriable or tries >= self.retry.max_attempts or late:
             # The cause (a DNS or TLS failure, say) stays visible in tracebacks.
             raise failure.error from failure.cause
@@ -260,6 +260,13 @@ class Transport:
             wait,
         )
         await anyio.sleep(wait)
+
+    def _retry_fits(self, wait: float, expires: float) -> bool:
+        """Whether a retry started in ``wait`` seconds could end before ``expires``: the
+        limiter is asked now, so that a retry it would shed is not waited for first."""
+        if anyio.current_time() + wait >= expires:
+            return False
+        return sheds(self.limiter, expires, wait) is None
 
     def _tell(
         self,

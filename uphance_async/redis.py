@@ -44,6 +44,7 @@ from ._ratelimit import (
     admits,
     after_429,
     checked_rate,
+    pause_length,
     rate_at,
     smoothed,
     too_early,
@@ -231,6 +232,18 @@ class RedisLimiter:
             self._scripts[source] = self._redis.register_script(source)
         return self._scripts[source]
 
+    def sheds(self, deadline: float, after: float = 0.0) -> float | None:
+        """As :meth:`Limiter.sheds` (``deadline`` on ``anyio.current_time()``'s clock); the
+        expected wait is the shared pause left, then this process's queue at the shared rate."""
+        if self._in_fallback():
+            return self._local.sheds(deadline, after)
+        rate = self.rate
+        wait = max(0.0, self._state.paused_until - self._now())
+        wait = max(0.0, wait + (self._queue.waiting / rate if rate else 0.0) - after)
+        now = anyio.current_time() + after
+        pause = 0.0 if after else pause_length(self._state)
+        return None if admits(now, wait, deadline, pause) else wait
+
     @contextlib.asynccontextmanager
     async def slot(self, deadline: float | None = None) -> AsyncIterator[float]:
         """Hold one of this process's places in flight, once the shared budget allows.
@@ -243,10 +256,8 @@ class RedisLimiter:
                 yield sent_at
             return
         if deadline is not None:
-            rate = self.rate
-            wait = max(0.0, self._state.paused_until - self._now())
-            wait += self._queue.waiting / rate if rate else 0.0
-            if not admits(anyio.current_time(), wait, deadline):
+            wait = self.sheds(deadline)
+            if wait is not None:
                 raise Shed(wait)
         async with self._queue.place(self._reserve) as sent_at:
             try:
