@@ -134,18 +134,40 @@ def test_a_deep_cut_is_regained_within_seconds() -> None:
     assert rate_at(state, 0.5) == pytest.approx(4.0 * (0.7 + 0.2 * (1 - 0.75**3)))
     assert (rate_at(state, 5.0) or 0.0) >= 0.8 * 40.0
     assert rate_at(state, 10.0) == pytest.approx(36.0)  # then held where it was
+    for now in (8.0, 30.0):  # cut while holding 36/s, and while probing far above it
+        decided = after_429(
+            Throttle(w_max=40.0, last_cut=0.0),
+            now=now,
+            sent_at=now - 0.1,
+            retry_after=None,
+            adaptive=True,
+            rtt=0.01,
+            accepted=lambda window: 4.0,
+            accepted_count=8,
+        )
+        assert decided.w_max == 4.0
+        # What is regained is the rate proven held: a probe's overshoot would only be
+        # regained to be cut again.
+        assert decided.w_peak == pytest.approx(36.0)
+
+
+def test_a_probe_that_overshoots_resumes_below_the_overshoot() -> None:
+    held = Throttle(w_max=50.0, last_cut=0.0)  # 45/s held, then probing from 12 s
+    at_429 = rate_at(held, 16.0) or 0.0
+    assert at_429 > 50.0
     decided = after_429(
-        Throttle(w_max=40.0, last_cut=0.0),
-        now=30.0,
-        sent_at=29.9,
-        retry_after=None,
+        held,
+        now=16.0,
+        sent_at=15.99,
+        retry_after=1.0,
         adaptive=True,
         rtt=0.01,
-        accepted=lambda window: 4.0,
-        accepted_count=8,
+        accepted=lambda window: 0.95 * at_429,  # what the server let through meanwhile
+        accepted_count=100,
     )
-    assert decided.w_max == 4.0
-    assert decided.w_peak == rate_at(Throttle(w_max=40.0, last_cut=0.0), 30.0)
+    later = [rate_at(decided, 17.0 + step / 10) or 0.0 for step in range(100)]
+    # Back to 90 % of what was accepted, not doubling up to the overshoot's own rate.
+    assert max(later) == pytest.approx(0.9 * 0.95 * at_429)
 
 
 def test_after_429_measures_the_accepted_rate() -> None:
@@ -194,3 +216,41 @@ def test_bad_arguments() -> None:
         Limiter(1, rate=-1)
     with pytest.raises(TypeError, match="max_in_flight"):
         Limiter(True)
+
+
+async def test_a_fixed_rate_is_kept_when_timers_fire_late() -> None:
+    clock = FakeClock()
+
+    async def late_sleep(seconds: float) -> None:
+        clock.now += seconds + 0.001  # every timer a millisecond late, as under load
+
+    limiter = Limiter(4, rate=50.0, clock=clock, sleep=late_sleep)
+    sent = await send(limiter, 101)
+    assert sent[-1] - sent[0] == pytest.approx(2.0, abs=0.01)  # 100 intervals of 20 ms
+    clock.now += 5.0  # idle: the schedule starts again, with no burst saved up
+    after_gap = await send(limiter, 3)
+    assert after_gap[1] - after_gap[0] >= 0.019
+
+
+async def test_an_unknown_budget_starts_with_fewer_in_flight_until_answers_come() -> None:
+    limiter = Limiter(16)
+    assert limiter.max_in_flight == 16
+    entered = 0
+    release = anyio.Event()
+
+    async def hold() -> None:
+        nonlocal entered
+        async with limiter.slot() as sent_at:
+            entered += 1
+            await release.wait()
+        await limiter.accepted(sent_at)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(16):
+            group.start_soon(hold)
+        await anyio.sleep(0.05)
+        assert entered == 8  # the initial window
+        release.set()
+    assert entered == 16
+    fixed = Limiter(16, rate=1000.0)  # a known rate is paced instead: all may be in flight
+    assert fixed._queue.slots.total_tokens == 16

@@ -31,11 +31,19 @@ are), changed where a request rate differs from a congestion window:
   half second back to 90 % of the rate it held before the cut (TCP's slow start up to the last
   plateau), instead of creeping up from the cut for minutes: in a run of four processes with
   300 ``get()`` each against 40 requests/s (``python -m benchmarks fairness``; ideal 30 s),
-  the slowest finished at 36.7, 38.1 and 48.2 s in three runs (1.22-1.61 of the ideal; 1.6-5x
-  before), with 5-6 % of requests answered 429; sharing a ``RedisLimiter``, at 34.8-36.0 s
-  (1.16-1.20) with 1-2 %. Fair shares are not reached among independent limiters (each cut is
+  the slowest finished at 39.7, 43.1 and 39.7 s in three runs (1.32-1.44 of the ideal; 1.6-5x
+  before), with 3.5-4.8 % of requests answered 429; sharing a ``RedisLimiter``, at 34.0-35.9 s
+  (1.13-1.20) with 1-2 %. Fair shares are not reached among independent limiters (each cut is
   proportional to the rate, and so is the regrowth), so the one holding most finishes first;
-  a shared ``RedisLimiter`` is the way to exact fairness.
+  a shared ``RedisLimiter`` is the way to exact fairness. What is regained is the rate
+  *proven* held: when a probe ends in a 429, the plateau it began from, not the probe's
+  overshoot, which would only be regained to be cut again (one episode per probe instead of
+  two).
+- **A small first window.** Against an unknown budget, at most eight requests are in flight
+  before the server has answered, one more for each answer that is not a 429 (TCP's initial
+  window): processes starting together spend fewer requests on the first 429s.
+- **On schedule.** Sends are spaced from when each was due, not from when its timer fired: a
+  timer's lateness would otherwise lengthen every interval.
 - **No stampede.** Requests pass a gate one at a time, each at least ``1 / rate`` after the one
   before, the rate read afresh as each waits: queued requests (retries included) leave a
   ``Retry-After`` pause or a cut evenly spaced rather than all at once, and follow a rate that
@@ -80,6 +88,7 @@ _MIN_RATE = 0.5
 WINDOW = 2.0  # seconds of accepted requests kept
 _MEASURE = 0.5  # the last seconds the cut is measured on: when the server refused, not before
 _MIN_CUT_INTERVAL = 0.05
+_INITIAL_WINDOW = 8  # requests in flight at once before the server has answered (adaptive)
 _NAP = 0.1  # the longest a waiting request sleeps before it looks at the rate again
 NEVER = -1e18  # a time long past (finite, so that it survives a trip through Redis)
 
@@ -101,27 +110,38 @@ class Throttle:
     w_peak: float = 0.0
 
 
+def _elapsed(state: Throttle, now: float) -> float:
+    """Seconds into the climb at ``now``: it starts when the pause (if any) ends, and after a
+    pause on the plateau (the server's pause already let its bucket refill)."""
+    elapsed = max(0.0, now - max(state.last_cut, state.paused_until))
+    if not state.slow_start and state.paused_until > state.last_cut:
+        elapsed += _K
+    return elapsed
+
+
+def _levels(state: Throttle) -> tuple[float, float, float]:
+    """The plateau the climb reaches, the target the regain doubles to (the rate held before
+    the cut, when far above), and the seconds that regain takes."""
+    plateau = _HOLD_SHARE * state.w_max
+    target = _HOLD_SHARE * max(state.w_peak, state.w_max)
+    regain = _DOUBLING * math.log2(target / plateau) if target > plateau else 0.0
+    return plateau, target, regain
+
+
 def rate_at(state: Throttle, now: float) -> float | None:
     """The adaptive rate cap at ``now``: ``None`` before the first 429."""
     if not state.w_max:
         return None
-    # The climb starts when the pause (if any) ends.
-    elapsed = max(0.0, now - max(state.last_cut, state.paused_until))
+    elapsed = _elapsed(state, now)
     if state.slow_start:
         return max(_MIN_RATE, state.w_max * 2 ** min(elapsed / _DOUBLING, 60.0))
-    if state.paused_until > state.last_cut:
-        # The server's pause already let its bucket refill: resume on the plateau.
-        elapsed += _K
     if elapsed < _K:
         # CUBIC's concave climb, from the cut to the plateau.
         share = _BETA + (_HOLD_SHARE - _BETA) * (1 - (1 - elapsed / _K) ** 3)
         return max(_MIN_RATE, state.w_max * share)
-    plateau = _HOLD_SHARE * state.w_max
-    peak = max(state.w_peak, state.w_max)
-    target = _HOLD_SHARE * peak
+    plateau, target, regain = _levels(state)
     # Far below the rate it held before the cut (a cut measured while others took the budget):
     # back there by doubling, as TCP's slow start does, rather than creeping up from the cut.
-    regain = _DOUBLING * math.log2(target / plateau) if target > plateau else 0.0
     since = elapsed - _K
     if since < regain:
         return max(_MIN_RATE, plateau * 2 ** (since / _DOUBLING))
@@ -129,6 +149,14 @@ def rate_at(state: Throttle, now: float) -> float | None:
     # faster (CUBIC's convex region), so that a limiter with room again finds it in seconds.
     probe = max(0.0, since - regain - _HOLD)
     return max(_MIN_RATE, target * (1 + _PROBE * probe + (probe / _CONVEX) ** 3))
+
+
+def _held(state: Throttle, now: float, current: float) -> float:
+    """The rate a cut at ``now`` remembers as held before it: ``current``, unless the cut ends
+    a probe, which overshot by then; the plateau the probe began from is what was proven."""
+    _, target, regain = _levels(state)
+    probing = _elapsed(state, now) - _K - regain > _HOLD
+    return min(current, target) if probing else current
 
 
 def after_429(
@@ -149,6 +177,7 @@ def after_429(
     ``accepted_count`` how many there were in the last two seconds.
     """
     current = rate_at(state, now) if adaptive else None  # before a pause restarts the climb
+    held = _held(state, now, current) if current is not None and not state.slow_start else 0.0
     if retry_after and sent_at >= state.paused_at:
         state = attrs.evolve(
             state, paused_at=now, paused_until=max(state.paused_until, now + retry_after)
@@ -164,8 +193,7 @@ def after_429(
     else:
         base = measured if current is None else min(current, measured)
         w_max, slow_start = max(_MIN_RATE, base), False
-    peak = current if current is not None and not state.slow_start else 0.0
-    return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now, w_peak=peak)
+    return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now, w_peak=held)
 
 
 def too_early(now: float, first_send: float | None) -> bool:
@@ -333,14 +361,21 @@ class Limiter:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self._queue = Queue(max_in_flight)
+        self._max_in_flight = max_in_flight
         self._clock = clock
         self._sleep = sleep
         self._fixed = checked_rate(rate)
+        if self._fixed is None:
+            # TCP's initial window: fewer at once before the server has answered, one more
+            # for each answer that is not a 429. A start against an unknown budget then spends
+            # fewer requests on 429s (four processes starting together: 4.5 % of all, from 6).
+            self._queue.slots.total_tokens = min(_INITIAL_WINDOW, max_in_flight)
         self._state = Throttle()
         self._gate = anyio.Lock()
         self._last_send = NEVER
         self._accepted: deque[float] = deque()
         self._first_send: float | None = None
+
         self._rtt = 0.0
 
     @property
@@ -353,7 +388,7 @@ class Limiter:
     @property
     def max_in_flight(self) -> int:
         """The cap on requests in flight."""
-        return int(self._queue.slots.total_tokens)
+        return self._max_in_flight
 
     def expected_wait(self) -> float:
         """Seconds a call arriving now would wait for its turn: the pause left, then the queue
@@ -365,7 +400,7 @@ class Limiter:
             return max(wait, self._last_send + 1.0 / rate - now) + self._queue.waiting / rate
         queued = self._queue.waiting - self._queue.slots.available_tokens
         if queued >= 0:
-            wait += self._rtt * (queued + 1) / self.max_in_flight
+            wait += self._rtt * (queued + 1) / self._queue.slots.total_tokens
         return wait
 
     def sheds(self, deadline: float, after: float = 0.0) -> float | None:
@@ -409,7 +444,11 @@ class Limiter:
                 if ready <= now:
                     break
                 await self._sleep(min(ready - now, _NAP))
-            self._last_send = now
+            # On schedule, not when the sleep happened to end: a timer's lateness would
+            # otherwise lengthen every interval (a fixed 50/s sent 48.9/s). A send after an
+            # idle gap starts a new schedule, so that no burst is saved up.
+            on_time = rate is not None and now - ready < 1.0 / rate
+            self._last_send = ready if on_time else now
         if self._first_send is None:
             self._first_send = now
         return now
@@ -424,6 +463,9 @@ class Limiter:
         """The request sent at ``sent_at`` was not throttled: count it in the accepted rate."""
         if self._fixed is not None:
             return
+        slots = self._queue.slots
+        if slots.total_tokens < self._max_in_flight:
+            slots.total_tokens += 1
         self._accepted.append(sent_at)
         self._forget(self._clock())
 
