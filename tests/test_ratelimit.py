@@ -254,3 +254,40 @@ async def test_an_unknown_budget_starts_with_fewer_in_flight_until_answers_come(
     assert entered == 16
     fixed = Limiter(16, rate=1000.0)  # a known rate is paced instead: all may be in flight
     assert fixed._queue.slots.total_tokens == 16
+
+
+def test_429s_while_the_bucket_refills_after_a_cut_are_the_same_episode() -> None:
+    # No Retry-After: right after a cut the server's bucket is still empty, and requests sent
+    # at the new rate are refused for a moment. Cutting again for each would halve the rate.
+    first = after_429(
+        Throttle(w_max=50.0, last_cut=0.0),
+        now=20.0,
+        sent_at=19.99,
+        retry_after=None,
+        adaptive=True,
+        rtt=0.005,
+        accepted=lambda window: 48.0,
+        accepted_count=96,
+    )
+    again = after_429(
+        first,
+        now=20.2,
+        sent_at=20.15,  # sent after the cut, at the cut rate, still refused
+        retry_after=None,
+        adaptive=True,
+        rtt=0.005,
+        accepted=lambda window: 48.0,
+        accepted_count=96,
+    )
+    assert again == first
+    later = after_429(
+        first,
+        now=21.0,
+        sent_at=20.9,
+        retry_after=None,
+        adaptive=True,
+        rtt=0.005,
+        accepted=lambda window: 30.0,
+        accepted_count=70,
+    )
+    assert later.w_max < first.w_max  # the cut rate itself too high: a new episode

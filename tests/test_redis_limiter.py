@@ -230,8 +230,8 @@ async def test_the_local_fallback_keeps_this_process_s_share(
     assert elapsed >= 9 / 30  # spaced at its share, not sent at once
 
 
-async def _round_trips(limiter: RedisLimiter, calls: int) -> int:
-    """Script calls made by ``calls`` concurrent sends through ``limiter``."""
+async def _round_trips(limiter: RedisLimiter, calls: int, together: bool = True) -> int:
+    """Script calls made by ``calls`` sends through ``limiter``, concurrent or one by one."""
     made = 0
     script = limiter._script
 
@@ -247,7 +247,10 @@ async def _round_trips(limiter: RedisLimiter, calls: int) -> int:
 
     limiter._script = counted  # type: ignore[method-assign]
     try:
-        await asyncio.gather(*(sends(limiter, 1) for _ in range(calls)))
+        if together:
+            await asyncio.gather(*(sends(limiter, 1) for _ in range(calls)))
+        else:
+            await sends(limiter, calls)
     finally:
         del limiter._script
     return made
@@ -265,6 +268,8 @@ async def test_calls_arriving_together_share_a_round_trip_once_the_budget_proved
     try:
         await state.hset(f"uphance-async:{{{key}}}", "first_send", f"{time.time() - 5:.6f}")
         assert await _round_trips(limiter, 8) < 8
+        # A round trip also reserves a few sends ahead, for the calls that come next.
+        assert await _round_trips(limiter, 8, together=False) <= 2
         # Once anybody was throttled, every send is paced: one per round trip again, even for
         # a process that has not seen the cut yet (Redis grants it a single send).
         stale = make(limiters, redis_url, key)
@@ -273,3 +278,44 @@ async def test_calls_arriving_together_share_a_round_trip_once_the_budget_proved
         assert await _round_trips(stale, 4) == 4
     finally:
         await state.aclose()
+
+
+async def test_calls_queued_when_redis_fails_keep_their_places_in_the_fallback(
+    redis_url: str, key: str, limiters: list[RedisLimiter], unreachable_url: str
+) -> None:
+    from redis.asyncio import Redis
+
+    limiter = make(limiters, redis_url, key, fallback="local", rate=40.0, max_in_flight=2)
+    order: list[str] = []
+
+    async def call(name: str) -> None:
+        async with limiter.slot():
+            order.append(name)
+            await asyncio.sleep(0.01)
+
+    queued = [asyncio.ensure_future(call("queued")) for _ in range(12)]
+    await asyncio.sleep(0.03)  # a few sent through Redis, the rest waiting in this process
+    healthy = limiter._redis
+    limiter._redis = Redis.from_url(unreachable_url.replace("http://", "redis://") + "/0")
+    limiter._scripts.clear()
+    try:
+        await asyncio.sleep(0.03)  # Redis fails under a waiting call: the fallback begins
+        later = [asyncio.ensure_future(call("later")) for _ in range(6)]
+        await asyncio.gather(*queued, *later)
+    finally:
+        await limiter._redis.aclose()
+        limiter._redis = healthy
+    # First come, first served across the fallback: no call that arrived after it overtook
+    # the calls that had waited since before.
+    assert order == ["queued"] * 12 + ["later"] * 6
+
+
+def test_the_share_kept_in_the_fallback_leaves_a_shared_pause_out(redis_url: str, key: str) -> None:
+    from uphance_async._ratelimit import Throttle
+
+    limiter = RedisLimiter(redis_url, key=key, fallback="local")
+    now = time.time()
+    # 20 sends a second, then a one-second Retry-After pause of the whole budget.
+    limiter._sends.extend(now - 2.0 + n / 20 for n in range(20))
+    limiter._state = Throttle(paused_at=now - 1.0, paused_until=now)
+    assert limiter._own_share() == pytest.approx(20.0, rel=0.1)

@@ -4,10 +4,13 @@ Uphance publishes no rate limit, so unless a fixed rate is configured the limite
 rate cap at all. The adaptive rate is CUBIC-like (as TCP and aiobotocore's adaptive retry mode
 are), changed where a request rate differs from a congestion window:
 
-- **One cut per throttling episode.** A 429 for a request sent before the last cut says nothing
-  new, and neither does one arriving less than a round trip (or 50 ms) after it: many
+- **One cut per throttling episode.** A 429 for a request sent before the last cut, or in the
+  half second after it, says nothing new (without a ``Retry-After`` pause the server's bucket,
+  emptied by the overload, is still refilling, and refuses some requests sent at the new
+  rate), and neither does one arriving less than a round trip (or 50 ms) after it: many
   concurrent callers, and their retries, all see the same empty bucket. Without this, 300
-  callers cut the rate twenty times in 40 ms.
+  callers cut the rate twenty times in 40 ms, and four processes sharing a ``RedisLimiter``
+  cut it three times per episode, to half the budget.
 - **The cut is measured, not assumed.** The rate to cut from is the rate of *accepted* requests
   (answered with anything but 429) over the last half second: what the server let through
   while it was refusing, which a token-bucket server keeps near its limit however many
@@ -89,6 +92,7 @@ WINDOW = 2.0  # seconds of accepted requests kept
 _MEASURE = 0.5  # the last seconds the cut is measured on: when the server refused, not before
 _MIN_CUT_INTERVAL = 0.05
 _INITIAL_WINDOW = 8  # requests in flight at once before the server has answered (adaptive)
+_SETTLE = 0.5  # seconds after a cut in which 429s still belong to its episode
 _NAP = 0.1  # the longest a waiting request sleeps before it looks at the rate again
 NEVER = -1e18  # a time long past (finite, so that it survives a trip through Redis)
 
@@ -182,7 +186,7 @@ def after_429(
         state = attrs.evolve(
             state, paused_at=now, paused_until=max(state.paused_until, now + retry_after)
         )
-    if not adaptive or sent_at < state.last_cut:
+    if not adaptive or sent_at < state.last_cut + _SETTLE:
         return state  # sent before the last cut took effect: nothing new
     if now - state.last_cut < max(_MIN_CUT_INTERVAL, rtt):
         return state
@@ -454,10 +458,11 @@ class Limiter:
         return now
 
     def hold(self, rate: float) -> None:
-        """Go on at ``rate`` as if it had been measured and climbed to: it holds, then probes
-        above it as after any cut (a shared limiter's fallback keeps its share this way)."""
+        """Go on as if ``rate`` had been measured at a cut and climbed back from: hold 90 % of
+        it, then probe above, as after any cut (a shared limiter's fallback keeps its share
+        this way; 90 %, because a share measured at the budget's limit has no margin)."""
         if self._fixed is None:
-            self._state = Throttle(w_max=rate / _HOLD_SHARE, last_cut=self._clock() - _K)
+            self._state = Throttle(w_max=rate, last_cut=self._clock() - _K)
 
     async def accepted(self, sent_at: float) -> None:
         """The request sent at ``sent_at`` was not throttled: count it in the accepted rate."""

@@ -64,6 +64,8 @@ _TTL = 3600  # seconds the state outlives the last request
 _FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at", "w_peak")
 _RETRY_REDIS = 5.0  # seconds in local fallback before trying Redis again
 _BATCH = 16  # sends one round trip may reserve before any 429
+_SPARE = 8  # sends a round trip reserves beyond the calls waiting, for the calls about to come
+_SPARE_LIFE = 0.02  # seconds a spare send stays valid (a pause elsewhere is noticed by then)
 _WARM_UP = 2.0  # seconds of sends without a 429 before round trips reserve for several calls
 
 # KEYS: the state hash, the counters hash. ARGV: seconds between sends (0: no cap), slot
@@ -197,6 +199,8 @@ class RedisLimiter:
         self._queue = Queue(max_in_flight)
         self._gate = anyio.Lock()
         self._tickets: list[_Ticket] = []
+        self._spares: deque[float] = deque()
+        self._spares_until = -math.inf
         self._sends: deque[float] = deque()
         self._fallback = fallback
         self._local = Limiter(max_in_flight, rate, clock=self._now)
@@ -234,14 +238,14 @@ class RedisLimiter:
 
     def sheds(self, deadline: float, after: float = 0.0) -> float | None:
         """As :meth:`Limiter.sheds` (``deadline`` on ``anyio.current_time()``'s clock); the
-        expected wait is the shared pause left, then this process's queue at the shared rate."""
-        if self._in_fallback():
-            return self._local.sheds(deadline, after)
+        expected wait is the shared pause left, then this process's queue at the shared rate
+        (in the local fallback, the fallback's)."""
+        state = self._local._state if self._in_fallback() else self._state
         rate = self.rate
-        wait = max(0.0, self._state.paused_until - self._now())
+        wait = max(0.0, state.paused_until - self._now())
         wait = max(0.0, wait + (self._queue.waiting / rate if rate else 0.0) - after)
         now = anyio.current_time() + after
-        pause = 0.0 if after else pause_length(self._state)
+        pause = 0.0 if after else pause_length(state)
         return None if admits(now, wait, deadline, pause) else wait
 
     @contextlib.asynccontextmanager
@@ -251,10 +255,6 @@ class RedisLimiter:
         With a ``deadline`` (``anyio.current_time()`` clock), a call that the shared pause and
         this process's queue at the shared rate would keep past it raises ``Shed`` at once.
         """
-        if self._in_fallback():
-            async with self._local.slot(deadline) as sent_at:
-                yield sent_at
-            return
         if deadline is not None:
             wait = self.sheds(deadline)
             if wait is not None:
@@ -266,22 +266,33 @@ class RedisLimiter:
                 self._rtt = smoothed(self._rtt, self._now() - sent_at)
 
     async def _reserve(self) -> float:
+        # In the local fallback, calls keep their places in this process's one queue, those
+        # queued before Redis failed included, and the local limiter paces them.
+        if self._in_fallback():
+            return await self._fallback_reserve()
         # One round trip at a time per process. Under a shared cap it reserves one send and
         # waits for it, so a cut or a pause delays at most one request of each process that
         # reserved before it. Before any 429 every send is "now": one round trip then reserves
-        # for every call waiting (Redis grants one in the first seconds of the key, or if a cut
-        # or a pause came meanwhile), so calls arriving together cost one round trip, not one
-        # each.
+        # for every call waiting and a few more, which the next calls take for the next 20 ms
+        # (Redis grants one in the first seconds of the key, or if a cut or a pause came
+        # meanwhile), so calls arriving together or close together share a round trip.
+        spare = self._spare()
+        if spare is not None:
+            return spare
         ticket = _Ticket()
         self._tickets.append(ticket)
         async with self._gate:
+            if ticket.send is None and self._in_fallback():
+                # Redis failed while this call waited: no round trip of its own to fail.
+                self._tickets.remove(ticket)
+                ticket.send = math.nan
             if ticket.send is None:
                 self._tickets.remove(ticket)
                 paced = self.rate is not None
                 batch = [ticket] if paced else [ticket, *self._tickets[: _BATCH - 1]]
                 del self._tickets[: len(batch) - 1]
                 try:
-                    sends = await self._reserve_many(len(batch))
+                    sends = await self._reserve_many(len(batch) + (0 if paced else _SPARE))
                 except BaseException:
                     # Cancelled or failed: the others of the batch wait for another round trip.
                     self._tickets[:0] = batch[1:]
@@ -289,6 +300,7 @@ class RedisLimiter:
                 for waiting, reserved in zip(batch, sends, strict=False):
                     waiting.send = reserved
                 self._tickets[:0] = batch[len(sends) :]
+                self._keep_spares(sends[len(batch) :])
                 if paced:
                     await self._until(sends[0])
         send = ticket.send
@@ -297,6 +309,27 @@ class RedisLimiter:
             return await self._fallback_reserve()
         await self._until(send)
         return send
+
+    def _keep_spares(self, sends: list[float]) -> None:
+        """Hand the sends reserved beyond the batch to the calls that queued meanwhile, and
+        keep the rest for the next calls, for a moment only: they were granted because nothing
+        was capped or paused, which a 429 anywhere may change."""
+        if not sends or math.isnan(sends[0]):
+            return
+        spares = deque(sends)
+        while spares and self._tickets:
+            self._tickets.pop(0).send = spares.popleft()
+        self._spares = spares
+        self._spares_until = time.monotonic() + _SPARE_LIFE
+
+    def _spare(self) -> float | None:
+        """A send reserved ahead, if one is still valid: the time it is taken, on Redis's
+        clock (it is counted in the slot it was reserved for)."""
+        if self._spares and time.monotonic() < self._spares_until:
+            self._spares.popleft()
+            return self._now()
+        self._spares.clear()
+        return None
 
     async def _reserve_many(self, count: int) -> list[float]:
         """Up to ``count`` consecutive send times from Redis (``count`` NaNs when it failed)."""
@@ -332,8 +365,12 @@ class RedisLimiter:
         if not self._sends:
             return None
         now = self._now()
-        span = max(_SLOT, min(WINDOW, now - self._sends[0]))
+        span = min(WINDOW, now - self._sends[0])
         recent = sum(1 for sent in self._sends if sent >= now - WINDOW)
+        # A pause in the window sent nothing, and says nothing of the share.
+        pause = self._state
+        paused = min(now, pause.paused_until) - max(now - span, pause.paused_at)
+        span = max(_SLOT, span - max(0.0, paused))
         return recent / span if recent else None
 
     async def accepted(self, sent_at: float) -> None:
@@ -343,6 +380,7 @@ class RedisLimiter:
 
     async def throttled(self, sent_at: float, retry_after: float | None) -> None:
         """A 429: pause everyone for ``retry_after``; cut the shared rate once per episode."""
+        self._spares.clear()
         if self._in_fallback():
             await self._local.throttled(sent_at, retry_after)
             return
