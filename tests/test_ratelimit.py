@@ -67,7 +67,7 @@ async def test_a_429_at_once_starts_low_and_doubles_until_the_next() -> None:
     await limiter.throttled(sent[-1], retry_after=None)
     start = limiter.rate
     assert start is not None
-    assert start == pytest.approx(10 / 2.0)
+    assert start == pytest.approx(10 / 0.5)  # the burst, as if over the measuring window
     clock.now += 1.0
     assert limiter.rate == pytest.approx(4 * start)
 
@@ -291,3 +291,22 @@ def test_429s_while_the_bucket_refills_after_a_cut_are_the_same_episode() -> Non
         accepted_count=70,
     )
     assert later.w_max < first.w_max  # the cut rate itself too high: a new episode
+
+
+def test_a_429_right_after_a_pause_halves_instead_of_measuring_the_pause() -> None:
+    # Slow start resumed when the pause ended at 11.0; refused at 11.15, when the last half
+    # second was mostly pause: it measured almost nothing accepted.
+    state = Throttle(w_max=20.0, slow_start=True, last_cut=10.0, paused_at=10.0, paused_until=11.0)
+    current = rate_at(state, 11.15) or 0.0
+    decided = after_429(
+        state,
+        now=11.15,
+        sent_at=11.14,
+        retry_after=1.0,
+        adaptive=True,
+        rtt=0.01,
+        accepted=lambda window: 2.0,
+        accepted_count=30,
+    )
+    assert decided.w_max == pytest.approx(current / 2)
+    assert not decided.slow_start

@@ -15,10 +15,12 @@ are), changed where a request rate differs from a congestion window:
   (answered with anything but 429) over the last half second: what the server let through
   while it was refusing, which a token-bucket server keeps near its limit however many
   requests it refuses. (A longer window reaches back to before the overload, and measures the
-  client's own rate instead.)
+  client's own rate instead.) A 429 less than half a second after a pause ended has no such
+  window (it would measure the pause, when nothing was sent): the rate is halved instead.
 - **A first estimate is distrusted.** The first 429 usually ends a burst the server's bucket
-  absorbed, so the rate then measured says little; the rate grows from it exponentially (slow
-  start) until the next 429, which does measure the server's limit.
+  absorbed, so the rate then measured says little; the rate starts from that burst as if it
+  had been accepted over half a second (as later cuts are measured) and grows from it
+  exponentially (slow start) until the next 429, which does measure the server's limit.
 - **Scale-free growth, then a long plateau.** CUBIC's concave climb takes the same time
   whatever the rate, up to 90 % of the measured rate (a burst the server's bucket released
   inflates the measure); the rate then holds for ten seconds and probes beyond, slowly at first
@@ -182,6 +184,8 @@ def after_429(
     """
     current = rate_at(state, now) if adaptive else None  # before a pause restarts the climb
     held = _held(state, now, current) if current is not None and not state.slow_start else 0.0
+    # The measuring window must not reach into the last pause, when nothing was sent.
+    measurable = now - state.paused_until >= _MEASURE
     if retry_after and sent_at >= state.paused_at:
         state = attrs.evolve(
             state, paused_at=now, paused_until=max(state.paused_until, now + retry_after)
@@ -190,13 +194,19 @@ def after_429(
         return state  # sent before the last cut took effect: nothing new
     if now - state.last_cut < max(_MIN_CUT_INTERVAL, rtt):
         return state
-    measured = accepted(_MEASURE)
-    if measured is None:
-        # A burst the server absorbed: start low and grow fast until the next 429.
-        w_max, slow_start = max(_MIN_RATE, accepted_count / WINDOW), True
-    else:
+    measured = accepted(_MEASURE) if measurable else None
+    if measured is not None:
         base = measured if current is None else min(current, measured)
         w_max, slow_start = max(_MIN_RATE, base), False
+    elif current is not None:
+        # Refused right after a pause, before anything could be measured: what was being
+        # sent was too much, and a window reaching into the pause would say almost nothing
+        # was accepted (a shared budget once fell to 0.5 requests/s that way). Halve it.
+        w_max, slow_start = max(_MIN_RATE, current / 2), False
+    else:
+        # A burst the server absorbed: start from it, as if it had been accepted over the
+        # measuring window as later cuts are, and grow fast until the next 429.
+        w_max, slow_start = max(_MIN_RATE, accepted_count / _MEASURE), True
     return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now, w_peak=held)
 
 
