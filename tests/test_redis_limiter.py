@@ -319,3 +319,15 @@ def test_the_share_kept_in_the_fallback_leaves_a_shared_pause_out(redis_url: str
     limiter._sends.extend(now - 2.0 + n / 20 for n in range(20))
     limiter._state = Throttle(paused_at=now - 1.0, paused_until=now)
     assert limiter._own_share() == pytest.approx(20.0, rel=0.1)
+
+
+def test_sends_reserved_ahead_are_dropped_once_a_cap_is_seen(redis_url: str, key: str) -> None:
+    from uphance_async._ratelimit import Throttle
+
+    limiter = RedisLimiter(redis_url, key=key)
+    limiter._keep_spares([time.time()] * 3)
+    assert limiter._spare() is not None
+    limiter._state = Throttle(w_max=40.0, last_cut=time.time())  # another process cut it
+    assert limiter._spare() is None
+    limiter._state = Throttle()
+    assert limiter._spare() is None  # dropped, not kept for later

@@ -323,9 +323,9 @@ class RedisLimiter:
         self._spares_until = time.monotonic() + _SPARE_LIFE
 
     def _spare(self) -> float | None:
-        """A send reserved ahead, if one is still valid: the time it is taken, on Redis's
-        clock (it is counted in the slot it was reserved for)."""
-        if self._spares and time.monotonic() < self._spares_until:
+        """A send reserved ahead, if one is still valid (and no cap was seen since): the time
+        it is taken, on Redis's clock (it is counted in the slot it was reserved for)."""
+        if self._spares and time.monotonic() < self._spares_until and self.rate is None:
             self._spares.popleft()
             return self._now()
         self._spares.clear()
