@@ -253,7 +253,7 @@ async def test_an_unknown_budget_starts_with_fewer_in_flight_until_answers_come(
         release.set()
     assert entered == 16
     fixed = Limiter(16, rate=1000.0)  # a known rate is paced instead: all may be in flight
-    assert fixed._queue.slots.total_tokens == 16
+    assert fixed._queue.slots.total == 16
 
 
 def test_429s_while_the_bucket_refills_after_a_cut_are_the_same_episode() -> None:
@@ -310,3 +310,28 @@ def test_a_429_right_after_a_pause_halves_instead_of_measuring_the_pause() -> No
     )
     assert decided.w_max == pytest.approx(current / 2)
     assert not decided.slow_start
+
+
+async def test_a_retry_keeps_the_place_its_call_had_in_the_queue() -> None:
+    from uphance_async._ratelimit import call_began
+
+    limiter = Limiter(max_in_flight=1, rate=1000.0)
+    order: list[str] = []
+
+    async def call(name: str, began: float, hold: float = 0.0) -> None:
+        token = call_began.set(began)
+        try:
+            async with limiter.slot():
+                order.append(name)
+                await anyio.sleep(hold)
+        finally:
+            call_began.reset(token)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call, "holder", 0.0, 0.05)
+        await anyio.sleep(0.01)
+        group.start_soon(call, "second call", 2.0)
+        group.start_soon(call, "third call", 3.0)
+        await anyio.sleep(0.01)
+        group.start_soon(call, "retry of the first call", 1.0)  # arrives last, began first
+    assert order == ["holder", "retry of the first call", "second call", "third call"]

@@ -57,13 +57,17 @@ are), changed where a request rate differs from a congestion window:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 __all__ = [
@@ -266,20 +270,77 @@ class RateLimiter(Protocol):
         ...
 
 
+call_began: ContextVar[float | None] = ContextVar("uphance_async_call_began", default=None)
+"""When the call now being made began (``anyio.current_time()``), set by the transport for
+each call: its retries keep the place in the queue that its first attempt had."""
+
+
+class Places:
+    """``total`` places in flight, given to waiters in the order of their keys (the time their
+    call began), not of their attempts: a retry does not go to the back of the queue."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._waiters: list[tuple[float, int, anyio.Event]] = []
+        self._arrivals = itertools.count()
+
+    @property
+    def available(self) -> int:
+        """Places free now."""
+        return max(0, self.total - self.used)
+
+    async def acquire(self, key: float) -> None:
+        """Take a place, once every waiter with an earlier key has had one."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self.used < self.total:
+            self.used += 1
+            # Let the others run, as any acquire does, without losing the place taken.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return
+        waiter = (key, next(self._arrivals), anyio.Event())
+        heapq.heappush(self._waiters, waiter)
+        try:
+            await waiter[2].wait()
+        except BaseException:
+            if waiter[2].is_set():
+                self.release()  # handed a place just as it was cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+                heapq.heapify(self._waiters)
+            raise
+
+    def release(self) -> None:
+        """Give a place back: to the waiter with the earliest key, if any."""
+        if self._waiters:
+            heapq.heappop(self._waiters)[2].set()  # the place passes on, still in use
+        else:
+            self.used -= 1
+
+    def grow(self) -> None:
+        """One more place, given at once to the first waiter, if any."""
+        self.total += 1
+        if self._waiters:
+            self.used += 1
+            heapq.heappop(self._waiters)[2].set()
+
+
 class Queue:
-    """Places in flight, taken first come, first served once a call's turn comes.
+    """Places in flight, taken in the order calls began (a retry keeps its call's place) once
+    a call's turn comes.
 
     ``waiting`` counts the calls still queued, from which a newcomer's wait is estimated. Calls
-    with a deadline are also kept in arrival order, so that when the rate falls (a cut, a pause)
-    :meth:`shed_late` can tell each one at once that it will not be served in time, instead of
-    letting it wait until its deadline passes.
+    with a deadline are also kept, in the same order, so that when the rate falls (a cut, a
+    pause) :meth:`shed_late` can tell each one at once that it will not be served in time,
+    instead of letting it wait until its deadline passes.
     """
 
     def __init__(self, max_in_flight: int) -> None:
-        self.slots = anyio.CapacityLimiter(checked_in_flight(max_in_flight))
+        self.slots = Places(checked_in_flight(max_in_flight))
         self.waiting = 0
-        self._deadlines: dict[object, tuple[float, anyio.CancelScope]] = {}
+        self._deadlines: dict[object, tuple[tuple[float, int], float, anyio.CancelScope]] = {}
         self._shed: dict[object, float] = {}
+        self._arrivals = itertools.count()
 
     @asynccontextmanager
     async def place(
@@ -288,15 +349,17 @@ class Queue:
         """Hold a place once ``turn()`` (the rate's wait) returns its send time; yields it.
         Raises :class:`Shed` when :meth:`shed_late` found the call would miss ``deadline``."""
         ticket = object()
+        began = call_began.get()
+        key = anyio.current_time() if began is None else began
         self.waiting += 1
         try:
             if deadline is None:
-                sent_at = await self._take(turn)
+                sent_at = await self._take(turn, key)
             else:
                 # A scope of its own, so that shed_late can end this call's wait and no other.
                 with anyio.CancelScope() as scope:
-                    self._deadlines[ticket] = (deadline, scope)
-                    sent_at = await self._take(turn)
+                    self._deadlines[ticket] = ((key, next(self._arrivals)), deadline, scope)
+                    sent_at = await self._take(turn, key)
                 if scope.cancelled_caught:
                     raise Shed(self._shed[ticket])
         finally:
@@ -308,8 +371,8 @@ class Queue:
         finally:
             self.slots.release()
 
-    async def _take(self, turn: Callable[[], Awaitable[float]]) -> float:
-        await self.slots.acquire()
+    async def _take(self, turn: Callable[[], Awaitable[float]], key: float) -> float:
+        await self.slots.acquire(key)
         try:
             return await turn()
         except BaseException:
@@ -318,8 +381,9 @@ class Queue:
 
     def shed_late(self, ready: float, rate: float) -> None:
         """Shed every queued call that, leaving one per ``1 / rate`` seconds from ``ready`` in
-        arrival order, would leave after its deadline."""
-        for position, (ticket, (deadline, scope)) in enumerate(list(self._deadlines.items())):
+        the queue's order, would leave after its deadline."""
+        queued = sorted(self._deadlines.items(), key=lambda item: item[1][0])
+        for position, (ticket, (_, deadline, scope)) in enumerate(queued):
             leaves = ready + position / rate
             if leaves > deadline and ticket not in self._shed:
                 self._shed[ticket] = leaves - ready
@@ -383,7 +447,7 @@ class Limiter:
             # TCP's initial window: fewer at once before the server has answered, one more
             # for each answer that is not a 429. A start against an unknown budget then spends
             # fewer requests on 429s (four processes starting together: 4.5 % of all, from 6).
-            self._queue.slots.total_tokens = min(_INITIAL_WINDOW, max_in_flight)
+            self._queue.slots.total = min(_INITIAL_WINDOW, max_in_flight)
         self._state = Throttle()
         self._gate = anyio.Lock()
         self._last_send = NEVER
@@ -412,9 +476,9 @@ class Limiter:
         rate = self.rate
         if rate is not None:
             return max(wait, self._last_send + 1.0 / rate - now) + self._queue.waiting / rate
-        queued = self._queue.waiting - self._queue.slots.available_tokens
+        queued = self._queue.waiting - self._queue.slots.available
         if queued >= 0:
-            wait += self._rtt * (queued + 1) / self._queue.slots.total_tokens
+            wait += self._rtt * (queued + 1) / self._queue.slots.total
         return wait
 
     def sheds(self, deadline: float, after: float = 0.0) -> float | None:
@@ -430,7 +494,8 @@ class Limiter:
     async def slot(self, deadline: float | None = None) -> AsyncIterator[float]:
         """Hold one of the in-flight places, once the rate allows; yields the send time.
 
-        Calls wait first come, first served. With a ``deadline`` a call that the queue ahead of
+        Calls wait first come, first served, by when their call began (a retry keeps its
+        call's place). With a ``deadline`` a call that the queue ahead of
         it would keep past the deadline raises :class:`Shed` at once, spending nothing.
         """
         if deadline is not None:
@@ -478,9 +543,8 @@ class Limiter:
         """The request sent at ``sent_at`` was not throttled: count it in the accepted rate."""
         if self._fixed is not None:
             return
-        slots = self._queue.slots
-        if slots.total_tokens < self._max_in_flight:
-            slots.total_tokens += 1
+        if self._queue.slots.total < self._max_in_flight:
+            self._queue.slots.grow()
         self._accepted.append(sent_at)
         self._forget(self._clock())
 

@@ -23,7 +23,7 @@ from ._auth import Auth
 from ._events import Observer, RequestEvent, call_hook
 from ._json import dumps
 from ._protocol import Decode, NotJSON, decode_json, status_error
-from ._ratelimit import RateLimiter, Shed, sheds
+from ._ratelimit import RateLimiter, Shed, call_began, sheds
 from ._redact import clip
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from .errors import (
@@ -144,6 +144,24 @@ class Transport:
         time raises :class:`RateLimitError` at once, a retry that would end past it is not
         started, and the deadline passing meanwhile is an :class:`APITimeoutError`.
         """
+        # The call's retries (and a token renewal within it) keep its place in the queue.
+        began = call_began.set(anyio.current_time()) if call_began.get() is None else None
+        try:
+            return await self._call(method, path, params, json, observer, decode, authorization)
+        finally:
+            if began is not None:
+                call_began.reset(began)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+        observer: Observer | None,
+        decode: Decode,
+        authorization: str | UseAuth | None,
+    ) -> Any:
         if self.deadline is None:
             return await self._request(method, path, params, json, observer, decode, authorization)
         expires = anyio.current_time() + self.deadline

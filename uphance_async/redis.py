@@ -216,7 +216,7 @@ class RedisLimiter:
     @property
     def max_in_flight(self) -> int:
         """The cap on requests in flight in this process."""
-        return int(self._queue.slots.total_tokens)
+        return self._queue.slots.total
 
     @property
     def rate(self) -> float | None:
