@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from enum import Enum
 from typing import Any
 
@@ -65,6 +66,18 @@ class _Retryable(Exception):
         self.status = status
         self.retry_after = retry_after
         self.cause = cause
+
+
+@contextmanager
+def _one_call() -> Iterator[None]:
+    """Mark the call now made (unless it is within another, as a token renewal is), so that
+    its retries keep the place its first attempt had in the limiter's queue."""
+    began = call_began.set(anyio.current_time()) if call_began.get() is None else None
+    try:
+        yield
+    finally:
+        if began is not None:
+            call_began.reset(began)
 
 
 class Transport:
@@ -144,38 +157,23 @@ class Transport:
         time raises :class:`RateLimitError` at once, a retry that would end past it is not
         started, and the deadline passing meanwhile is an :class:`APITimeoutError`.
         """
-        # The call's retries (and a token renewal within it) keep its place in the queue.
-        began = call_began.set(anyio.current_time()) if call_began.get() is None else None
-        try:
-            return await self._call(method, path, params, json, observer, decode, authorization)
-        finally:
-            if began is not None:
-                call_began.reset(began)
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        json: Any,
-        observer: Observer | None,
-        decode: Decode,
-        authorization: str | UseAuth | None,
-    ) -> Any:
-        if self.deadline is None:
-            return await self._request(method, path, params, json, observer, decode, authorization)
-        expires = anyio.current_time() + self.deadline
-        try:
-            with anyio.fail_after(self.deadline):
+        with _one_call():
+            if self.deadline is None:
                 return await self._request(
-                    method, path, params, json, observer, decode, authorization, expires
+                    method, path, params, json, observer, decode, authorization
                 )
-        except TimeoutError:
-            raise APITimeoutError(
-                f"{method} {path}: the deadline of {self.deadline:g} s passed",
-                method=method,
-                url_path=path,
-            ) from None
+            expires = anyio.current_time() + self.deadline
+            try:
+                with anyio.fail_after(self.deadline):
+                    return await self._request(
+                        method, path, params, json, observer, decode, authorization, expires
+                    )
+            except TimeoutError:
+                raise APITimeoutError(
+                    f"{method} {path}: the deadline of {self.deadline:g} s passed",
+                    method=method,
+                    url_path=path,
+                ) from None
 
     async def _request(
         self,
