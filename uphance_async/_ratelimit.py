@@ -77,10 +77,9 @@ __all__ = [
     "RateLimiter",
     "Shed",
     "Throttle",
-    "admits",
     "after_429",
-    "pause_length",
     "rate_at",
+    "refusal",
     "sheds",
     "smoothed",
     "too_early",
@@ -390,14 +389,22 @@ class Queue:
                 scope.cancel()
 
 
-def admits(now: float, wait: float, deadline: float, last_pause: float = 0.0) -> bool:
-    """Whether to queue a call expected to wait ``wait`` seconds: only when twice that, plus
-    room for one more pause as long as ``last_pause`` (at most half of what is left), fits
-    before its ``deadline``. A queue filled to the deadline misses it for most of its tail as
-    soon as a cut or a pause slows it; this way a call told "no" is told at once, and one told
-    "yes" is nearly always served, even across a throttling episode."""
-    left = deadline - now
-    return 2 * wait + min(last_pause, left / 2) <= left
+def refusal(
+    now: float, wait: float, deadline: float, after: float, state: Throttle
+) -> float | None:
+    """``None`` if a call arriving ``after`` seconds from ``now`` is to be queued for
+    ``deadline``, else its expected wait (``wait`` is what a call arriving now would wait).
+
+    A call is queued only when twice its wait, plus room for one more pause as long as the last
+    (at most half of what is left), fits before its deadline. A queue filled to the deadline
+    misses it for most of its tail as soon as a cut or a pause slows it; this way a call told
+    "no" is told at once, and one told "yes" is nearly always served, even across a throttling
+    episode. A retry (``after`` > 0) has waited out its pause already, so no room for another
+    is kept for it."""
+    wait = max(0.0, wait - after)
+    left = deadline - now - after
+    last_pause = 0.0 if after else pause_length(state)
+    return None if 2 * wait + min(last_pause, left / 2) <= left else wait
 
 
 def sheds(limiter: RateLimiter, deadline: float, after: float) -> float | None:
@@ -453,7 +460,6 @@ class Limiter:
         self._last_send = NEVER
         self._accepted: deque[float] = deque()
         self._first_send: float | None = None
-
         self._rtt = 0.0
 
     @property
@@ -483,12 +489,9 @@ class Limiter:
 
     def sheds(self, deadline: float, after: float = 0.0) -> float | None:
         """``None`` if a call arriving in ``after`` seconds would be queued for ``deadline``
-        (see :func:`admits`), else its expected wait. The transport asks before it waits to
-        retry, so that a retry that would only be shed is not waited for; a retry has waited
-        out its pause already, so no room for another is kept for it."""
-        wait = max(0.0, self.expected_wait() - after)
-        pause = 0.0 if after else pause_length(self._state)
-        return None if admits(self._clock() + after, wait, deadline, pause) else wait
+        (see :func:`refusal`), else its expected wait. The transport asks before it waits to
+        retry, so that a retry that would only be shed is not waited for."""
+        return refusal(self._clock(), self.expected_wait(), deadline, after, self._state)
 
     @asynccontextmanager
     async def slot(self, deadline: float | None = None) -> AsyncIterator[float]:

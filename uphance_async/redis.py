@@ -41,11 +41,10 @@ from ._ratelimit import (
     Queue,
     Shed,
     Throttle,
-    admits,
     after_429,
     checked_rate,
-    pause_length,
     rate_at,
+    refusal,
     smoothed,
     too_early,
 )
@@ -243,10 +242,8 @@ class RedisLimiter:
         state = self._local._state if self._in_fallback() else self._state
         rate = self.rate
         wait = max(0.0, state.paused_until - self._now())
-        wait = max(0.0, wait + (self._queue.waiting / rate if rate else 0.0) - after)
-        now = anyio.current_time() + after
-        pause = 0.0 if after else pause_length(state)
-        return None if admits(now, wait, deadline, pause) else wait
+        wait += self._queue.waiting / rate if rate else 0.0
+        return refusal(anyio.current_time(), wait, deadline, after, state)
 
     @contextlib.asynccontextmanager
     async def slot(self, deadline: float | None = None) -> AsyncIterator[float]:
