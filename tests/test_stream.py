@@ -19,12 +19,12 @@ from uphance_async.errors import (
     ServerError,
     UphanceError,
 )
+from uphance_async.pagination import Page, PageMeta, PageStream, id_key
 from uphance_async.testing import FAULTS, FakeUphance
 
 
 def _awaited(task: asyncio.Task[Any]) -> Iterator[str]:
-    """The qualified names down the chain of coroutines ``task`` is suspended in: anyio runs
-    a page fetch inside a wrapper of its own, so the task's own coroutine is not the fetch."""
+    """The qualified names down the chain of coroutines ``task`` is suspended in."""
     coroutine: Any = task.get_coro()
     for _ in range(50):
         if coroutine is None:
@@ -34,7 +34,7 @@ def _awaited(task: asyncio.Task[Any]) -> Iterator[str]:
 
 
 def stream_tasks() -> list[asyncio.Task[Any]]:
-    """Tasks of the engine (the pump and its page fetches) still alive on this loop."""
+    """Tasks of the engine (its page fetches) still alive on this loop."""
     return [
         task
         for task in asyncio.all_tasks()
@@ -43,14 +43,69 @@ def stream_tasks() -> list[asyncio.Task[Any]]:
 
 
 @pytest.mark.parametrize("tenant", [{"latency": 0.2}], indirect=True)
-async def test_stream_tasks_finds_the_pump_and_every_page_fetch(api: UphanceClient) -> None:
+async def test_stream_tasks_finds_every_page_fetch(api: UphanceClient) -> None:
     async with api.customers.stream(status="all", concurrency=4) as stream:
         await anext(stream)  # page 1 done; a window of 2 x 4 pages is being fetched
         await asyncio.sleep(0.05)
         names = [next(n for n in _awaited(task) if "_Pump" in n) for task in stream_tasks()]
-        assert sum(name == "_Pump._download" for name in names) == 8
-        assert len(names) == 9  # and the pump
+        # One task a page and nothing else: pages are parsed in the consumer's task.
+        assert names == ["_Pump._download"] * 8
     assert not stream_tasks()
+
+
+class _CountedPages:
+    """A page source over ``pages`` of ``size`` ids that counts the pages parsed."""
+
+    def __init__(self, pages: int, size: int, delay: float = 0.0) -> None:
+        self.pages, self.size, self.delay = pages, size, delay
+        self.parsed: list[int] = []
+        self.downloads = 0
+
+    async def download(self, number: int, observer: Any) -> bytes:
+        self.downloads += 1
+        await asyncio.sleep(self.delay)
+        return str(number).encode()
+
+    def parse(self, body: bytes) -> Page[Any]:
+        number = int(body)
+        self.parsed.append(number)
+        ids = range((number - 1) * self.size, number * self.size)
+        following = number + 1 if number < self.pages else None
+        meta = PageMeta(next_page=following, total_pages=self.pages)
+        return Page(items=tuple({"id": i} for i in ids), meta=meta)
+
+
+async def test_a_page_is_parsed_only_when_the_consumer_reaches_it() -> None:
+    source = _CountedPages(pages=5, size=10)
+    async with PageStream[dict[str, int]](source, key=id_key, concurrency=4) as stream:
+        await anext(stream)
+        await asyncio.sleep(0.05)  # every page downloaded by now
+        assert source.downloads == 5
+        # One decoded page alive: the next is still bytes until the consumer wants it.
+        assert source.parsed == [1]
+        for _ in range(10):
+            await anext(stream)
+        assert source.parsed == [1, 2]
+
+
+async def test_a_consumer_cancelled_while_waiting_loses_nothing() -> None:
+    source = _CountedPages(pages=6, size=10, delay=0.05)
+    seen: list[int] = []
+    timeouts = 0
+    async with PageStream[dict[str, int]](source, key=id_key, concurrency=2) as stream:
+        while True:
+            try:
+                item = await asyncio.wait_for(anext(stream), 0.01)
+            except TimeoutError:
+                timeouts += 1
+                continue
+            except StopAsyncIteration:
+                break
+            seen.append(item["id"])
+    assert timeouts > 0
+    assert seen == list(range(60))
+    # The page a cancelled wait was for kept downloading: none was fetched twice.
+    assert source.downloads == 6
 
 
 async def settle() -> None:

@@ -24,7 +24,7 @@ from ._auth import Auth
 from ._events import Observer, RequestEvent, call_hook
 from ._json import dumps
 from ._protocol import Decode, NotJSON, decode_json, status_error
-from ._ratelimit import RateLimiter, Shed, call_began, sheds
+from ._ratelimit import RateLimiter, Shed, call_began, loop_time, sheds
 from ._redact import clip
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from .errors import (
@@ -72,7 +72,7 @@ class _Retryable(Exception):
 def _one_call() -> Iterator[None]:
     """Mark the call now made (unless it is within another, as a token renewal is), so that
     its retries keep the place its first attempt had in the limiter's queue."""
-    began = call_began.set(anyio.current_time()) if call_began.get() is None else None
+    began = call_began.set(loop_time()) if call_began.get() is None else None
     try:
         yield
     finally:
@@ -162,7 +162,7 @@ class Transport:
                 return await self._request(
                     method, path, params, json, observer, decode, authorization
                 )
-            expires = anyio.current_time() + self.deadline
+            expires = loop_time() + self.deadline
             try:
                 with anyio.fail_after(self.deadline):
                     return await self._request(

@@ -3,9 +3,9 @@
 
 A :class:`PageStream` reads the first page alone to learn ``meta.total_pages``, then fetches the
 following pages concurrently and hands out their items in page order (or as pages arrive, with
-``ordered=False``). At most ``2 * concurrency`` pages are in flight or waiting, plus one handed
-over and the one being consumed, whatever the list's size: a slow page holds the window back
-rather than letting later pages pile up.
+``ordered=False``). At most ``2 * concurrency`` pages are in flight or waiting, plus the one
+being consumed, whatever the list's size: a slow page holds the window back rather than letting
+later pages pile up.
 
 Exactness: a customer that stays in the list from the start of a crawl to its end is handed
 out exactly once. Page-number pagination shifts customers across page boundaries when the list
@@ -15,10 +15,10 @@ page before it, that many customers were skipped there. Once its own pages are d
 reads again the pages that now hold them and hands out only those, retrying while the list
 still moves, and raises :class:`~uphance_async.errors.DriftError` after 8 rounds.
 
-The fetching runs in a task of its own, never in the consumer's: nothing is ever yielded from
-inside a task group or cancel scope (PEP 789). Leaving the loop, an exception in its body or
-cancelling the consumer stops the fetching: at once with ``async with`` or :meth:`aclose`, and
-otherwise as soon as the stream object is dropped.
+Each page downloads in a task of its own, outside any task group or cancel scope, so nothing is
+ever yielded from inside one (PEP 789); the consumer parses a page when it asks for it. Leaving
+the loop, an exception in its body or cancelling the consumer stops the fetching: at once with
+``async with`` or :meth:`aclose`, and otherwise as soon as the stream object is dropped.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ import contextlib
 import math
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from itertools import pairwise
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import attrs
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._dedupe import SeenKeys, id_key
 from ._events import Observer, RequestEvent
@@ -122,8 +121,7 @@ class PageStream(Generic[T]):
         resumed: Checkpoint | None = None,
         verify: bool = False,
     ) -> None:
-        self._receive: MemoryObjectReceiveStream[_Message] | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self._pump: _Pump | None = None
         self._closed = False
         self._closed_by: UphanceError | None = None
         positive_int("concurrency", concurrency)
@@ -317,16 +315,15 @@ class PageStream(Generic[T]):
     async def _next_message(self) -> _Message:
         if self._closed:
             raise self._closed_by or StopAsyncIteration()
-        if self._receive is None:
+        if self._pump is None:
             self._start()
-        assert self._receive is not None
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            pass
-        except anyio.ClosedResourceError:
+        assert self._pump is not None
+        message = await self._pump.next()
+        if self._closed:
             # Closed while this consumer waited: by its client, or by another task.
-            raise self._closed_by or StopAsyncIteration() from None
+            raise self._closed_by or StopAsyncIteration()
+        if message is not None:
+            return message
         # The crawl's own pages are done: then the pages a change made it miss, if any.
         if self._repaired is None:
             try:
@@ -337,7 +334,7 @@ class PageStream(Generic[T]):
             return self._repaired.pop(0)
         if self._verify_passes:
             try:
-                again = self._verify_again()
+                again = await self._verify_again()
             except DriftError as exc:
                 raise await self._failed(exc) from None
             if again:
@@ -345,7 +342,7 @@ class PageStream(Generic[T]):
         await self.aclose()
         raise StopAsyncIteration
 
-    def _verify_again(self) -> bool:
+    async def _verify_again(self) -> bool:
         """Start another verifying pass when one is due; raises :class:`DriftError` when the
         passes allowed all found customers the crawl had missed (or saw the count move)."""
         settled = self._verifying and not self._verify_found and len(self._verify_counts) == 1
@@ -357,8 +354,8 @@ class PageStream(Generic[T]):
         self.stats.verify_passes += 1
         self._verifying, self._verify_found = True, 0
         self._verify_counts.clear()
-        if self._receive is not None:
-            self._receive.close()
+        if self._pump is not None:
+            await self._pump.stop()
         self._launch(self._start_page, ordered=False)
         return True
 
@@ -377,21 +374,19 @@ class PageStream(Generic[T]):
             self._registry.add(self)
 
     def _launch(self, first: int, *, ordered: bool) -> None:
-        """Start a pump sending pages from ``first`` on, to a new receiving end."""
-        # No buffer: the pump parses a page only when the consumer is about to want it, so at
-        # most two decoded pages are alive (the consumer's and the next), the rest stay bytes.
-        send, self._receive = anyio.create_memory_object_stream[_Message](0)
-        pump = _Pump(
+        """Start a pass over the pages from ``first`` on."""
+        # The pump's download tasks must not hold a reference to this stream, so that
+        # dropping the stream (leaving an `async for` without `async with`) lets __del__ stop
+        # them.
+        self._pump = _Pump(
             self._source,
             key=self._key,
             concurrency=self._concurrency,
             stats=self.stats,
             stop_page=self._stop_page,
+            first=first,
+            ordered=ordered,
         )
-        # The pump must not hold a reference to this stream, so that dropping the stream
-        # (leaving an `async for` without `async with`) lets __del__ stop it.
-        run = pump.in_order if ordered else pump.as_ready
-        self._pump = asyncio.get_running_loop().create_task(run(first, send))
 
     async def aclose(self) -> None:
         """Stop fetching, and wait until every request of this stream has ended.
@@ -409,18 +404,11 @@ class PageStream(Generic[T]):
         self._closed = True
         if self.stats.finished is None and self.stats.started is not None:
             self.stats.finished = time.monotonic()
-        if self._receive is not None:
-            self._receive.close()
-        pump, self._pump = self._pump, None
-        if pump is not None and not pump.done():
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+        if self._pump is not None:
+            await self._pump.stop()
 
     def __del__(self) -> None:
-        if self._receive is not None:
-            self._receive.close()
-        if self._pump is not None and not self._pump.done():
+        if self._pump is not None:
             # Dropped after its loop closed (at interpreter exit): nothing left to stop.
             with contextlib.suppress(RuntimeError):
                 self._pump.cancel()
@@ -576,13 +564,15 @@ class StreamRegistry:
 
 
 class _Pump:
-    """Runs in its own task: downloads pages within the window, parses and sends them.
+    """Downloads the pages of one pass over the list, each in a task of its own, and hands
+    them to the consumer: :meth:`next` in page order, or as each arrives (``ordered=False``).
 
-    :meth:`in_order` sends pages in page order through a small reorder buffer; :meth:`as_ready`
-    sends each as it arrives. Either way at most ``2 * concurrency`` pages are downloading or
-    waiting, as undecoded bytes, and each is parsed just before it is handed over, which keeps
-    memory small and the decoded data hot in the CPU's caches. Retries all happen in the
-    transport; a page that cannot be parsed ends the stream with its error.
+    At most ``2 * concurrency`` pages are downloading or waiting, as undecoded bytes. A page is
+    parsed in the consumer's task when the consumer asks for it, so that one decoded page is
+    alive at a time and its data is still in the CPU's caches when its items are handed out.
+    Nothing is yielded from inside a task group or cancel scope (PEP 789): the downloads are
+    plain tasks, and a consumer cancelled while it waits for one leaves it running. Retries
+    all happen in the transport; a page that cannot be parsed ends the pass with its error.
     """
 
     def __init__(
@@ -593,79 +583,89 @@ class _Pump:
         concurrency: int,
         stats: StreamStats,
         stop_page: int | None,
+        first: int,
+        ordered: bool,
     ) -> None:
         self._source = source
         self._key = key
         self._heads: set[Hashable] = set()
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._limiter = asyncio.Semaphore(concurrency)
         self._window = 2 * concurrency
         self._stats = stats
         self._most_pages = 0
         self._most_count = 0
         self._page_size = 0
-        # Pages known to exist, and the page after which there are none.
-        self._last = 0
+        self._ordered = ordered
+        # The next page to download and (in order) to hand over; until the first page has
+        # told how many follow, it is the only one known to exist.
+        self._upcoming = self._deliver = self._last = first
+        # The page after which there are none.
         self._end = float(stop_page) if stop_page is not None else math.inf
-        self._upcoming = 0
+        # The pages downloading or downloaded and not yet handed over, by number.
+        self._tasks: dict[int, asyncio.Task[_Download]] = {}
+        # A failure found after a page was handed over, to hand over next.
+        self._failure: _Failure | None = None
+        self._over = False
 
-    async def in_order(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
-        """Send every page from ``first`` on, in page order."""
-        async with out:
-            if not await self._hand_over(first, await self._download_now(first), out):
-                return
-            async with self._downloading() as downloads:
-                waiting: dict[int, _Download] = {}
-                deliver = self._upcoming
-                while deliver <= min(self._last, self._end):
-                    self._start_downloads(deliver)
-                    while deliver not in waiting:
-                        download = await downloads.receive()
-                        waiting[_number(download)] = download
-                    if not await self._hand_over(deliver, waiting.pop(deliver), out):
-                        return
-                    deliver += 1
+    async def next(self) -> _Message | None:
+        """The next page (or the failure that ends the pass); ``None`` once the pass is over."""
+        while not self._over:
+            if self._failure is not None:
+                self.cancel()
+                return self._failure
+            if self._ordered and self._deliver > min(self._last, self._end):
+                break
+            self._start_downloads()
+            number = self._ready()
+            if number is None:
+                if not self._tasks:
+                    break
+                await asyncio.wait(self._tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            download = self._tasks.pop(number).result()
+            if self._ordered:
+                self._deliver += 1
+            elif number > self._end:
+                continue
+            message = self._hand_over(number, download)
+            self._start_downloads()
+            return message
+        self.cancel()
+        return None
 
-    async def as_ready(self, first: int, out: MemoryObjectSendStream[_Message]) -> None:
-        """Send every page from ``first`` on, each as soon as it is downloaded."""
-        async with out:
-            if not await self._hand_over(first, await self._download_now(first), out):
-                return
-            async with self._downloading() as downloads:
-                pending = 0
-                while True:
-                    pending += self._start_downloads(self._upcoming - pending)
-                    if not pending:
-                        return
-                    download = await downloads.receive()
-                    pending -= 1
-                    number = _number(download)
-                    if number <= self._end and not await self._hand_over(number, download, out):
-                        return
+    def _ready(self) -> int | None:
+        """The page to hand over now, if its download has ended: the next in page order, or
+        (not ordered) the lowest-numbered one that has ended."""
+        if self._ordered:
+            task = self._tasks.get(self._deliver)
+            return self._deliver if task is not None and task.done() else None
+        ended = [number for number, task in self._tasks.items() if task.done()]
+        return min(ended, default=None)
 
-    @contextlib.asynccontextmanager
-    async def _downloading(self) -> AsyncIterator[MemoryObjectReceiveStream[_Download]]:
-        """Where the downloads started by :meth:`_start_downloads` arrive; leaving stops them."""
-        self._downloads_in, downloads = anyio.create_memory_object_stream[_Download](self._window)
-        async with self._downloads_in, downloads, anyio.create_task_group() as group:
-            self._group = group
-            try:
-                yield downloads
-            finally:
-                group.cancel_scope.cancel()
-
-    def _start_downloads(self, oldest: int) -> int:
-        """Start downloads while the window (pages from ``oldest`` on) has room and pages are
-        known to exist; how many were started."""
-        started = 0
-        while self._upcoming - oldest < self._window and self._upcoming <= min(
-            self._last, self._end
-        ):
-            self._group.start_soon(self._download, self._upcoming)
+    def _start_downloads(self) -> None:
+        """Start downloads while the window has room and pages are known to exist."""
+        if self._over:
+            return
+        loop = asyncio.get_running_loop()
+        while len(self._tasks) < self._window and self._upcoming <= min(self._last, self._end):
+            self._tasks[self._upcoming] = loop.create_task(self._download(self._upcoming))
             self._upcoming += 1
-            started += 1
-        return started
 
-    async def _download_now(self, number: int) -> _Download:
+    def cancel(self) -> None:
+        """Cancel the downloads still running; the pass is over."""
+        self._over = True
+        for task in self._tasks.values():
+            task.cancel()
+
+    async def stop(self) -> None:
+        """Cancel the downloads still running and wait until they have ended."""
+        self.cancel()
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _download(self, number: int) -> _Download:
         try:
             async with self._limiter:
                 body = await self._source.download(number, self._stats.observe)
@@ -674,47 +674,37 @@ class _Pump:
         self._stats.pages_fetched += 1
         return number, body
 
-    async def _download(self, number: int) -> None:
-        await self._downloads_in.send(await self._download_now(number))
-
-    async def _hand_over(
-        self, number: int, download: _Download, out: MemoryObjectSendStream[_Message]
-    ) -> bool:
-        """Parse and send one page, and learn from it which pages follow; False when that
-        was the last message (a failure, or nobody listens any more)."""
-        message: _Message
+    def _hand_over(self, number: int, download: _Download) -> _Message:
+        """Parse one downloaded page and learn from it which pages follow; the message for
+        the consumer. A failure ends the pass (one found in the page's ``meta`` is kept, to
+        be handed over after the page)."""
         if isinstance(download, _Failure):
-            message = download
-        else:
-            try:
-                message = number, self._source.parse(download[1])
-            except Exception as exc:
-                message = _Failure(number, exc)
-        if isinstance(message, _Failure):
-            await _send(out, message)
-            return False
-        page = message[1]
+            self.cancel()
+            return download
+        try:
+            page = self._source.parse(download[1])
+        except Exception as exc:
+            self.cancel()
+            return _Failure(number, exc)
         self._saw(page)
-        if not await _send(out, message):
-            return False
         self._upcoming = max(self._upcoming, number + 1)
         following = self._following(number, page)
         if following is None:
             self._end = min(self._end, number)
-            return True
-        if following <= number:
-            failure = PaginationError(
-                f"page {number} points to page {following} as the next one: pages must go "
-                "forward, so the list cannot be followed",
-                page=number,
+        elif following <= number:
+            self._failure = _Failure(
+                number,
+                PaginationError(
+                    f"page {number} points to page {following} as the next one: pages must "
+                    "go forward, so the list cannot be followed",
+                    page=number,
+                ),
             )
-            await _send(out, _Failure(number, failure))
-            return False
-        if (too_far := self._too_far(following)) is not None:
-            await _send(out, too_far)
-            return False
-        self._last = max(self._last, following, page.meta.total_pages or 0)
-        return True
+        else:
+            self._failure = self._too_far(following)
+            if self._failure is None:
+                self._last = max(self._last, following, page.meta.total_pages or 0)
+        return number, page
 
     def _saw(self, page: Page[Any]) -> None:
         self._stats.saw(page.meta)
@@ -762,16 +752,3 @@ class _Pump:
             return None
         self._heads.add(head)
         return number + 1
-
-
-async def _send(out: MemoryObjectSendStream[_Message], message: _Message) -> bool:
-    """Send ``message``; False when the stream's consumer has gone."""
-    try:
-        await out.send(message)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-        return False
-    return True
-
-
-def _number(download: _Download) -> int:
-    return download.page if isinstance(download, _Failure) else download[0]
