@@ -122,6 +122,9 @@ def test_a_page_decoded_straight_to_models_equals_the_thorough_path(records: lis
         {"id": 1, "invoices": None},
         {"id": 1, "invoices": [{"id": 2, "subtotal": "NaN"}]},
         {"id": 1, "outstanding_amounts": [{"amount": " Infinity "}]},
+        # The check walks a page's values field by field: odd ones later in a record too.
+        {"id": 1, "invoices": [{"id": 2}, {"id": 3, "amount_outstanding": "-Infinity"}]},
+        {"id": 1, "purchase_amounts": [{"amount": "1"}, {"amount": "sNaN", "quantity": 1}]},
         {"id": 1, "last_order": {"id": 2, "confirmed_at": "2026-03-03T18:42:55"}},
         {"id": 1, "last_order": {"id": 2, "confirmed_at": "2026-03-03"}},
         {"id": 1, "orders_count": 7.0},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -86,6 +87,33 @@ async def test_a_page_is_parsed_only_when_the_consumer_reaches_it() -> None:
         for _ in range(10):
             await anext(stream)
         assert source.parsed == [1, 2]
+
+
+class _Record:
+    __slots__ = ("__weakref__", "id")
+
+    def __init__(self, key: int) -> None:
+        self.id = key
+
+
+async def test_the_page_handed_out_is_let_go_before_the_next_is_decoded() -> None:
+    """One decoded page alive at a time: the collector never finds two."""
+    alive: list[weakref.ref[_Record]] = []
+    found_alive: list[int] = []
+
+    class Pages(_CountedPages):
+        def parse(self, body: bytes) -> Page[Any]:
+            found_alive.append(sum(ref() is not None for ref in alive))
+            page = super().parse(body)
+            records = tuple(_Record(item["id"]) for item in page.items)
+            alive.extend(weakref.ref(record) for record in records)
+            return Page(items=records, meta=page.meta)
+
+    stream = PageStream[_Record](Pages(pages=4, size=10), key=id_key, concurrency=2)
+    async with stream:
+        assert [record.id async for record in stream] == list(range(40))
+    # Only the record the consumer's loop variable still holds, not its page.
+    assert found_alive == [0, 1, 1, 1]
 
 
 async def test_a_consumer_cancelled_while_waiting_loses_nothing() -> None:
@@ -501,3 +529,21 @@ def test_seen_keys_match_a_plain_set(pages: list[list[int | str]]) -> None:
                 reference.add(key)
                 expected.append(key)
         assert list(seen.fresh(page, list(page))) == expected
+
+
+_IDS = st.integers(min_value=-(2**64), max_value=2**64) | st.sampled_from(["7", "a", None, True])
+
+
+@given(
+    st.lists(
+        st.builds(lambda key: {"id": key}, _IDS)
+        | st.builds(lambda: {"name": "no id"})
+        | st.builds(_Record, st.integers()),
+        max_size=20,
+    )
+)
+def test_page_keys_are_the_keys_of_each_item(items: list[Any]) -> None:
+    """The C-speed reading of a page's ids gives what ``id_key`` gives item by item."""
+    from uphance_async._dedupe import keys_of
+
+    assert keys_of(items, id_key) == [id_key(item) for item in items]

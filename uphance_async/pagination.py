@@ -35,7 +35,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import anyio
 import attrs
 
-from ._dedupe import SeenKeys, id_key
+from ._dedupe import SeenKeys, id_key, ints_only, keys_of
 from ._events import Observer, RequestEvent
 from ._pages import Checkpoint, Page, PageMeta, StreamStats
 from ._validate import positive_int
@@ -132,6 +132,8 @@ class PageStream(Generic[T]):
         self._source = source
         self._key = key
         self._convert = convert
+        # The conversion the current page needs, if any (see _converts).
+        self._page_convert = convert
         self._concurrency = concurrency
         self._ordered = ordered
         self._params = dict(params or {})
@@ -196,11 +198,11 @@ class PageStream(Generic[T]):
 
     async def __anext__(self) -> T:
         # The hot path, once per item: an index check and the item's conversion.
+        if self._index >= len(self._items):
+            await self._next_page_items()
         items, index = self._items, self._index
-        if index >= len(items):
-            items, index = await self._next_page_items(), 0
         self._index = index + 1
-        convert = self._convert
+        convert = self._page_convert
         if convert is None:
             item: T = items[index]
         else:
@@ -211,13 +213,17 @@ class PageStream(Generic[T]):
         self.stats.items_yielded += 1
         return item
 
-    async def _next_page_items(self) -> Sequence[Any]:
-        """Move on to the next page with items not handed out before; its items."""
+    async def _next_page_items(self) -> None:
+        """Move on to the next page with items not handed out before."""
+        # The consumer is done with this page: let it go before the next is decoded, so that
+        # the collector never finds two pages alive (it would move more of them to its
+        # oldest generation, whose collections walk every object of the process).
+        self._items = self._page_items = ()
+        self._index = 0
         while True:
             if self._closed_by is not None:
                 raise self._closed_by
             if self._page_no:
-                # Asking for the next item means the consumer is done with this page.
                 self._page_done(self._page_no)
                 self._page_no = 0
             message = await self._next_message()
@@ -225,7 +231,7 @@ class PageStream(Generic[T]):
                 raise await self._failed(message.error)
             self._page_no, page = message
             self._page_items = page.items
-            keys = list(map(self._key, page.items))
+            keys = keys_of(page.items, self._key)
             if self._verifying:
                 self._verify_counts.add(page.meta.total_count)
                 self._page_no = 0
@@ -235,13 +241,14 @@ class PageStream(Generic[T]):
                 except DriftError as exc:
                     raise await self._failed(exc) from None
             self._items = self._seen.fresh(page.items, keys)
+            self._page_convert = self._convert if self._converts(self._items) else None
             if self._verifying:
                 self._verify_found += len(self._items)
             else:
                 self.stats.duplicates_dropped += len(page.items) - len(self._items)
             if self._items:
                 self._stale_pages = 0
-                return self._items
+                return
             if not self._page_no:
                 continue  # a page read again by the repair, with nothing it had missed
             self._stale_pages += 1
@@ -254,6 +261,16 @@ class PageStream(Generic[T]):
                         page=self._page_no,
                     )
                 )
+
+    def _converts(self, items: Sequence[Any]) -> bool:
+        """Whether ``items`` need converting: not when the page decoded straight into the
+        models (the converter hands back such an item itself), which saves a call per item."""
+        if self._convert is None or not items:
+            return self._convert is not None
+        try:
+            return self._convert(items[0]) is not items[0]
+        except Exception:
+            return True  # the item's error is raised when the item is reached
 
     def _observe(self, number: int, page: Page[Any], keys: list[Hashable]) -> None:
         """Keep what the drift repair and the checkpoint need of a page of the crawl."""
@@ -273,7 +290,8 @@ class PageStream(Generic[T]):
         self._counts[number] = self._latest_count = count
         if len(self._counts) > 1 and count != next(iter(self._counts.values())):
             self.stats.drift = True
-        self._page_ids[number] = tuple(key for key in keys if type(key) is int)
+        ints = keys if ints_only(keys) else [key for key in keys if type(key) is int]
+        self._page_ids[number] = tuple(ints)  # type: ignore[arg-type]  # ints only, checked
         if number == self._start_page and self._first_count is None:
             self._first_count, self._first_ids = count, self._page_ids[number]
 
