@@ -12,8 +12,11 @@ from types import ModuleType
 from typing import Any
 
 import attrs
+import cattrs
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from uphance_async import Invoice, RequestEvent, RetryPolicy, UphanceClient
 from uphance_async.errors import (
@@ -377,3 +380,26 @@ def test_hook_errors_are_logged_not_raised(caplog: pytest.LogCaptureFixture) -> 
     with caplog.at_level(logging.ERROR, logger="uphance_async"):
         call_hook(broken, RequestEvent("GET", "/x", 200, None, 0.0, 1, False))
     assert "ignored" in caplog.text
+
+
+_RECORDS: st.SearchStrategy[list[Any]] = st.lists(
+    st.builds(dict, id=st.integers() | st.text(max_size=3) | st.none() | st.booleans())
+    | st.builds(dict, name=st.text(max_size=3))
+    | st.integers()
+    | st.lists(st.integers(), max_size=2),
+    max_size=12,
+)
+
+
+@given(_RECORDS)
+def test_whole_page_checks_agree_with_the_checks_record_by_record(records: list[Any]) -> None:
+    """A page the C-speed test passes is one each record check hands back unchanged."""
+    from uphance_async.resources._lists import _PAGE_CHECKS
+
+    assert len(_PAGE_CHECKS) == 2  # the generic check and the customers' one
+    for check, whole in _PAGE_CHECKS.items():
+        if whole(records):
+            assert all(check(record) is record for record in records)
+        else:
+            with pytest.raises((TypeError, ValueError, cattrs.BaseValidationError)):
+                list(map(check, records))

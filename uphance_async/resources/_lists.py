@@ -10,6 +10,7 @@ resource is then a few lines: see ``customers.py``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import attrs
@@ -32,6 +33,35 @@ Record = dict[str, Any]
 """A record of a list as the JSON object it came as."""
 
 
+_PAGE_CHECKS: dict[Callable[[Any], Record], Callable[[list[Any]], bool]] = {}
+_OBJECT = frozenset((dict,))
+_ID = frozenset((int, str))
+
+
+def whole_page(
+    test: Callable[[list[Any]], bool],
+) -> Callable[[Callable[[Any], Record]], Callable[[Any], Record]]:
+    """Give a record check its page-level twin: ``test`` tells at C speed that every record of
+    a page would pass the check unchanged, so that a usual page costs no call per record."""
+
+    def register(check: Callable[[Any], Record]) -> Callable[[Any], Record]:
+        _PAGE_CHECKS[check] = test
+        return check
+
+    return register
+
+
+def objects(records: list[Any]) -> bool:
+    """Whether every record is a JSON object."""
+    return set(map(type, records)) <= _OBJECT
+
+
+def objects_with_ids(records: list[Any]) -> bool:
+    """Whether every record is a JSON object whose ``id`` is an int or a str."""
+    return objects(records) and set(map(type, map(dict.get, records, repeat("id")))) <= _ID
+
+
+@whole_page(objects)
 def _record(item: Any) -> Record:
     if item.__class__ is not dict:
         raise TypeError(f"expected a JSON object, got {type(item).__name__}")
@@ -293,6 +323,7 @@ class _Pages(Generic[T]):
         self._transport = transport
         self._params = params
         self._check = endpoint.check
+        self._plain = _PAGE_CHECKS.get(endpoint.check)
         model = endpoint.model
         self._model = model
         self._structure = structure_hook(model) if model is not None else None
@@ -321,7 +352,9 @@ class _Pages(Generic[T]):
                 ) from None
             model = self._endpoint.model or dict
             key = self._endpoint.key
-            found = items(data, (key,), self._check, model, exact=self._endpoint.exact_key)
+            found = items(
+                data, (key,), self._check, model, exact=self._endpoint.exact_key, plain=self._plain
+            )
             return Page(items=found, meta=page_meta(data))
 
     def convert(self, item: Record, position: int = 0) -> T:

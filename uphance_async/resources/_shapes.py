@@ -76,9 +76,11 @@ def items(
     cl: type,
     *,
     exact: bool = False,
+    plain: Callable[[list[Any]], bool] | None = None,
 ) -> tuple[T, ...]:
     """The records of a list answer, converted; with ``exact``, an object answer must hold them
-    under one of ``names``."""
+    under one of ``names``. ``plain``, if given, tells of a whole list at once that ``convert``
+    would hand back each record unchanged: then it is not called per record."""
     names = tuple(names)
     if exact and isinstance(data, dict) and not any(isinstance(data.get(n), list) for n in names):
         raise ResponseValidationError(
@@ -89,6 +91,8 @@ def items(
     if found is None:
         raise ResponseValidationError(f"expected a list, got {describe(data)}")
     raw, where = found
+    if plain is not None and plain(raw):
+        return tuple(raw)
     try:
         return tuple(map(convert, raw))
     except Exception:

@@ -12,7 +12,7 @@ from .._protocol import path_of
 from .._transport import Transport
 from ..models import Address, Contact, Customer, NewAddress, NewContact, NewCustomer
 from ..pagination import Checkpoint, Page, PageStream, Seams, StreamRegistry
-from ._lists import ListEndpoint, ListResource, StreamOptions
+from ._lists import ListEndpoint, ListResource, StreamOptions, objects_with_ids, whole_page
 from ._shapes import answer_to, items, one_object
 
 __all__ = ["CustomerStream", "CustomersAPI"]
@@ -53,6 +53,7 @@ def _one_customer(customer_id: object) -> tuple[str, int]:
     return "customers", _validate.positive_int("customer id", customer_id)
 
 
+@whole_page(objects_with_ids)
 def _customer_record(item: Any) -> RawCustomer:
     """``item`` if it is a JSON object with an int or str ``id``, else the precise error."""
     if item.__class__ is not dict or item.get("id").__class__ not in (int, str):
