@@ -543,11 +543,11 @@ class Limiter:
         return now
 
     def hold(self, rate: float) -> None:
-        """Go on as if ``rate`` had been measured at a cut and climbed back from: hold 90 % of
-        it, then probe above, as after any cut (a shared limiter's fallback keeps its share
-        this way; 90 %, because a share measured at the budget's limit has no margin)."""
+        """Go on at ``rate`` as if it were the plateau climbed back to after a cut: hold it,
+        then probe above (a shared limiter's fallback keeps its share this way: a share
+        measured over the last seconds is what the shared limiter sent, its margin included)."""
         if self._fixed is None:
-            self._state = Throttle(w_max=rate, last_cut=self._clock() - _K)
+            self._state = Throttle(w_max=rate / _HOLD_SHARE, last_cut=self._clock() - _K)
 
     async def accepted(self, sent_at: float) -> None:
         """The request sent at ``sent_at`` was not throttled: count it in the accepted rate."""
