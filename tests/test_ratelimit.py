@@ -335,3 +335,21 @@ async def test_a_retry_keeps_the_place_its_call_had_in_the_queue() -> None:
         await anyio.sleep(0.01)
         group.start_soon(call, "retry of the first call", 1.0)  # arrives last, began first
     assert order == ["holder", "retry of the first call", "second call", "third call"]
+
+
+async def test_a_held_rate_is_a_ceiling_that_no_probe_passes() -> None:
+    """A shared limiter's fallback holds its share for the whole outage: after a 429 the rate
+    is cut and climbs back, but never probes above the share; ``None`` lifts the ceiling."""
+    clock = FakeClock()
+    limiter = Limiter(8, clock=clock, sleep=clock.sleep)
+    limiter.hold(10.0)
+    assert limiter.rate == pytest.approx(10.0)
+    await steady(limiter, clock, 10, 30.0)  # long past the hold, where probes would begin
+    assert limiter.rate == pytest.approx(10.0)
+    await limiter.throttled(clock.now - 0.01, retry_after=None)
+    assert (limiter.rate or 0.0) < 10.0  # a 429 still cuts
+    await steady(limiter, clock, 9, 30.0)
+    assert (limiter.rate or 0.0) <= 10.0
+    limiter.hold(None)
+    clock.now += 60.0
+    assert (limiter.rate or 0.0) > 10.0  # probing again

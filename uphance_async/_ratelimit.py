@@ -468,13 +468,17 @@ class Limiter:
         self._accepted: deque[float] = deque()
         self._first_send: float | None = None
         self._rtt = 0.0
+        self._ceiling: float | None = None
 
     @property
     def rate(self) -> float | None:
         """The current cap in requests per second, ``None`` when there is none."""
         if self._fixed is not None:
             return self._fixed
-        return rate_at(self._state, self._clock())
+        rate = rate_at(self._state, self._clock())
+        if rate is not None and self._ceiling is not None:
+            return min(rate, self._ceiling)
+        return rate
 
     @property
     def max_in_flight(self) -> int:
@@ -542,12 +546,16 @@ class Limiter:
             self._first_send = now
         return now
 
-    def hold(self, rate: float) -> None:
-        """Go on at ``rate`` as if it were the plateau climbed back to after a cut: hold it,
-        then probe above (a shared limiter's fallback keeps its share this way: a share
-        measured over the last seconds is what the shared limiter sent, its margin included)."""
+    def hold(self, rate: float | None) -> None:
+        """Go on at ``rate`` as if it were the plateau climbed back to after a cut, and never
+        above it: a 429 still cuts, and the rate climbs back, but no probe looks for more
+        (``None`` lifts that ceiling). A shared limiter's fallback keeps its share this way:
+        processes that each probed on their own would cut one another unevenly, and those
+        cut most would serve their callers last."""
         if self._fixed is None:
-            self._state = Throttle(w_max=rate / _HOLD_SHARE, last_cut=self._clock() - _K)
+            self._ceiling = rate
+            if rate is not None:
+                self._state = Throttle(w_max=rate / _HOLD_SHARE, last_cut=self._clock() - _K)
 
     async def accepted(self, sent_at: float) -> None:
         """The request sent at ``sent_at`` was not throttled: count it in the accepted rate."""

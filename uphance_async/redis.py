@@ -166,8 +166,8 @@ class RedisLimiter:
     If Redis cannot be reached, requests fail with
     :class:`~uphance_async.errors.RateLimiterError`; with ``fallback="local"`` they go through
     an in-process limiter instead (and Redis is tried again every few seconds), never unthrottled:
-    it starts at the rate this process was sending at (its share of the shared budget), so
-    processes that fall back together stay within the budget.
+    it holds the rate this process was sending at (its share of the shared budget) until Redis
+    is back, so processes that fall back together stay within the budget.
     """
 
     def __init__(
@@ -204,6 +204,7 @@ class RedisLimiter:
         self._fallback = fallback
         self._local = Limiter(max_in_flight, rate, clock=self._now)
         self._local_until = -math.inf
+        self._reached = True  # the last call to Redis worked: a failure begins an outage
         self._state = Throttle()
         self._offset = 0.0  # Redis's clock minus this machine's
         self._rtt = 0.0
@@ -415,7 +416,7 @@ class RedisLimiter:
         from redis.exceptions import RedisError
 
         try:
-            return await self._script(source)(keys=keys, args=args)
+            answer = await self._script(source)(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             if self._fallback != "local":
                 raise RateLimiterError(
@@ -429,14 +430,17 @@ class RedisLimiter:
                 exc,
                 _RETRY_REDIS,
             )
-            if not self._in_fallback():
-                share = self._own_share()
-                if share is not None and self._fixed is None:
-                    # Every process falls back to what it was getting: together they stay
-                    # within the shared budget instead of each probing for all of it.
-                    self._local.hold(share)
+            if self._reached:
+                # Every process falls back to what it was getting, and holds it for the
+                # whole outage (the tries to reach Redis again that fail change nothing):
+                # together they stay within the shared budget instead of each probing for
+                # all of it. One that was not sending adapts on its own.
+                self._reached = False
+                self._local.hold(self._own_share())
             self._local_until = time.monotonic() + _RETRY_REDIS
             return None
+        self._reached = True
+        return answer
 
     def _in_fallback(self) -> bool:
         return time.monotonic() < self._local_until
