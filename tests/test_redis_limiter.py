@@ -332,6 +332,20 @@ def test_the_share_kept_in_the_fallback_leaves_a_shared_pause_out(redis_url: str
     assert limiter._own_share() == pytest.approx(20.0, rel=0.1)
 
 
+def test_a_busy_process_reserves_more_sends_ahead(redis_url: str, key: str) -> None:
+    """As many as the calls of the last 20 ms, 8 to 64: fewer round trips when busy."""
+    limiter = RedisLimiter(redis_url, key=key)
+    assert limiter._spares_wanted() == 8
+    now = time.monotonic()
+    limiter._calls.extend([now] * 40)
+    assert limiter._spares_wanted() == 40
+    limiter._calls.extend([now] * 100)
+    assert limiter._spares_wanted() == 64
+    limiter._calls.clear()
+    limiter._calls.extend([now - 1.0] * 40)  # calls of a moment long gone
+    assert limiter._spares_wanted() == 8
+
+
 def test_sends_reserved_ahead_are_dropped_once_a_cap_is_seen(redis_url: str, key: str) -> None:
     from uphance_async._ratelimit import Throttle
 

@@ -23,6 +23,7 @@ the others find their 429s already accounted for. ``max_in_flight`` stays per pr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -63,7 +64,10 @@ _TTL = 3600  # seconds the state outlives the last request
 _FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at", "w_peak")
 _RETRY_REDIS = 5.0  # seconds in local fallback before trying Redis again
 _BATCH = 16  # sends one round trip may reserve before any 429
-_SPARE = 8  # sends a round trip reserves beyond the calls waiting, for the calls about to come
+# Sends a round trip reserves beyond the calls waiting, for the calls about to come: as many as
+# came in the last _SPARE_LIFE, within these bounds (an unused one still counts as sent).
+_SPARE = 8
+_MOST_SPARES = 64
 _SPARE_LIFE = 0.02  # seconds a spare send stays valid (a pause elsewhere is noticed by then)
 _WARM_UP = 2.0  # seconds of sends without a 429 before round trips reserve for several calls
 
@@ -196,10 +200,12 @@ class RedisLimiter:
         self._keys = [f"uphance-async:{{{key}}}", f"uphance-async:{{{key}}}:counts"]
         self._fixed = checked_rate(rate)
         self._queue = Queue(max_in_flight)
-        self._gate = anyio.Lock()
+        # asyncio's lock takes a free gate without a turn of the loop; anyio's would not.
+        self._gate = asyncio.Lock()
         self._tickets: list[_Ticket] = []
         self._spares: deque[float] = deque()
         self._spares_until = -math.inf
+        self._calls: deque[float] = deque()  # when calls came, over the last _SPARE_LIFE
         self._sends: deque[float] = deque()
         self._fallback = fallback
         self._local = Limiter(max_in_flight, rate, clock=self._now)
@@ -271,9 +277,11 @@ class RedisLimiter:
         # One round trip at a time per process. Under a shared cap it reserves one send and
         # waits for it, so a cut or a pause delays at most one request of each process that
         # reserved before it. Before any 429 every send is "now": one round trip then reserves
-        # for every call waiting and a few more, which the next calls take for the next 20 ms
-        # (Redis grants one in the first seconds of the key, or if a cut or a pause came
-        # meanwhile), so calls arriving together or close together share a round trip.
+        # for every call waiting and as many more as came in the last 20 ms (8 to 64), which
+        # the next calls take for the next 20 ms (Redis grants one in the first seconds of the
+        # key, or if a cut or a pause came meanwhile), so calls arriving together or close
+        # together share a round trip.
+        self._calls.append(time.monotonic())
         spare = self._spare()
         if spare is not None:
             return spare
@@ -290,7 +298,9 @@ class RedisLimiter:
                 batch = [ticket] if paced else [ticket, *self._tickets[: _BATCH - 1]]
                 del self._tickets[: len(batch) - 1]
                 try:
-                    sends = await self._reserve_many(len(batch) + (0 if paced else _SPARE))
+                    sends = await self._reserve_many(
+                        len(batch) + (0 if paced else self._spares_wanted())
+                    )
                 except BaseException:
                     # Cancelled or failed: the others of the batch wait for another round trip.
                     self._tickets[:0] = batch[1:]
@@ -319,6 +329,15 @@ class RedisLimiter:
             self._tickets.pop(0).send = spares.popleft()
         self._spares = spares
         self._spares_until = time.monotonic() + _SPARE_LIFE
+
+    def _spares_wanted(self) -> int:
+        """Spares for the next round trip: the calls of the last moment, which the next
+        moment likely brings again (a busy process then makes fewer round trips)."""
+        now = time.monotonic()
+        calls = self._calls
+        while calls and calls[0] < now - _SPARE_LIFE:
+            calls.popleft()
+        return max(_SPARE, min(_MOST_SPARES, len(calls)))
 
     def _spare(self) -> float | None:
         """A send reserved ahead, if one is still valid (and no cap was seen since): the time
