@@ -299,9 +299,9 @@ class Places:
     async def acquire(self, key: float) -> None:
         """Take a place, once every waiter with an earlier key has had one."""
         if self.used < self.total:
-            # No checkpoint: the request that follows is one, and a yield to the loop here
-            # would cost every request a turn of the loop.
             self.used += 1
+            # Let the others run, as any acquire does, without losing the place taken.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
             return
         waiter = (key, next(self._arrivals), anyio.Event())
         heapq.heappush(self._waiters, waiter)
