@@ -353,3 +353,21 @@ async def test_a_held_rate_is_a_ceiling_that_no_probe_passes() -> None:
     limiter.hold(None)
     clock.now += 60.0
     assert (limiter.rate or 0.0) > 10.0  # probing again
+
+
+async def test_a_place_taken_by_a_call_cancelled_at_once_is_given_back() -> None:
+    """Taking a free place lets the others run once; a call cancelled just then loses its
+    place to nobody: the place is free again."""
+    import asyncio
+
+    from uphance_async._ratelimit import Places
+
+    places = Places(1)
+    taker = asyncio.create_task(places.acquire(0.0))
+    await asyncio.sleep(0)  # the taker has its place and yields
+    assert places.used == 1
+    taker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await taker
+    assert places.used == 0
+    await asyncio.wait_for(places.acquire(1.0), 1.0)
