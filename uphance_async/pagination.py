@@ -661,8 +661,9 @@ class _Pump:
         return min(ended, default=None)
 
     def _start_downloads(self) -> None:
-        """Start downloads while the window has room and pages are known to exist."""
-        if self._over:
+        """Start downloads while the window has room and pages are known to exist (none once
+        a failure ends the pass)."""
+        if self._over or self._failure is not None:
             return
         loop = asyncio.get_running_loop()
         while len(self._tasks) < self._window and self._upcoming <= min(self._last, self._end):
