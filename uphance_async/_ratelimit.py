@@ -36,8 +36,8 @@ are), changed where a request rate differs from a congestion window:
   half second back to 90 % of the rate it held before the cut (TCP's slow start up to the last
   plateau), instead of creeping up from the cut for minutes: in a run of four processes with
   300 ``get()`` each against 40 requests/s (``python -m benchmarks fairness``; ideal 30 s),
-  the slowest finished at 1.21-1.75 of the ideal over six runs (median 1.58; 1.6-5x before),
-  with 3.5-4.4 % of requests answered 429; sharing a ``RedisLimiter``, at 1.14-1.20 with
+  the slowest finished at 1.21-1.79 of the ideal over nine runs (median 1.64; 1.6-5x before),
+  with 3.5-4.7 % of requests answered 429; sharing a ``RedisLimiter``, at 1.10-1.20 with
   0.6-2.6 %. Fair shares are not reached among independent limiters (each cut is
   proportional to the rate, and so is the regrowth), so the one holding most finishes first;
   a shared ``RedisLimiter`` is the way to exact fairness. What is regained is the rate
