@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
-__all__ = ["SeenKeys", "id_key", "ints_only", "keys_of"]
+__all__ = ["SeenKeys", "dict_ids", "id_key", "ints_only", "keys_of", "of_types"]
 
 _INT = frozenset((int,))
 _ID = attrgetter("id")
@@ -24,9 +25,19 @@ def id_key(item: Any) -> Hashable:
     return value if value.__class__ in (int, str) else None
 
 
+def of_types(values: Iterable[Any], kinds: frozenset[type]) -> bool:
+    """Whether the exact type of every value is one of ``kinds``, in one pass at C speed."""
+    return set(map(type, values)) <= kinds
+
+
 def ints_only(keys: list[Hashable]) -> bool:
-    """Whether every key is an ``int`` (not a ``bool``), in one pass at C speed."""
-    return set(map(type, keys)) <= _INT
+    """Whether every key is an ``int`` (not a ``bool``)."""
+    return of_types(keys, _INT)
+
+
+def dict_ids(records: Iterable[dict[str, Any]]) -> list[Any]:
+    """The ``"id"`` of each JSON object (``None`` where it has none), at C speed."""
+    return list(map(dict.get, records, repeat("id")))
 
 
 def keys_of(items: Sequence[Any], key: Callable[[Any], Hashable]) -> list[Hashable]:
@@ -34,10 +45,7 @@ def keys_of(items: Sequence[Any], key: Callable[[Any], Hashable]) -> list[Hashab
     (the usual page), the ids are read at C speed, without a Python call per item."""
     if key is id_key and items:
         try:
-            if items[0].__class__ is dict:
-                ids = list(map(dict.get, items, ("id",) * len(items)))
-            else:
-                ids = list(map(_ID, items))
+            ids = dict_ids(items) if items[0].__class__ is dict else list(map(_ID, items))
         except (AttributeError, TypeError):
             pass
         else:

@@ -68,7 +68,6 @@ from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 import anyio
-import anyio.lowlevel
 import attrs
 
 __all__ = [

@@ -10,12 +10,12 @@ resource is then a few lines: see ``customers.py``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import repeat
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import attrs
 
 from .._convert import decoded_check, structure_hook, validation_error
+from .._dedupe import dict_ids, of_types
 from .._events import Observer
 from .._json import JSONError, TypedPages, loads
 from .._protocol import json_like
@@ -53,12 +53,12 @@ def whole_page(
 
 def objects(records: list[Any]) -> bool:
     """Whether every record is a JSON object."""
-    return set(map(type, records)) <= _OBJECT
+    return of_types(records, _OBJECT)
 
 
 def objects_with_ids(records: list[Any]) -> bool:
     """Whether every record is a JSON object whose ``id`` is an int or a str."""
-    return objects(records) and set(map(type, map(dict.get, records, repeat("id")))) <= _ID
+    return objects(records) and of_types(dict_ids(records), _ID)
 
 
 @whole_page(objects)
