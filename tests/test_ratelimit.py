@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import anyio
+import attrs
 import pytest
 
 from uphance_async._ratelimit import Limiter, Throttle, after_429, rate_at
@@ -72,6 +73,17 @@ async def test_a_429_at_once_starts_low_and_doubles_until_the_next() -> None:
     assert limiter.rate == pytest.approx(4 * start)
 
 
+async def test_a_first_429_with_nothing_accepted_starts_where_a_first_window_would() -> None:
+    # Processes starting together: the one whose first window the server's bucket took
+    # starts slow start from it, and so does one that found the bucket already empty.
+    clock = FakeClock()
+    limiter = Limiter(8, clock=clock, sleep=clock.sleep)
+    async with limiter.slot() as sent_at:
+        clock.now += 0.01
+    await limiter.throttled(sent_at, retry_after=None)
+    assert limiter.rate == pytest.approx(8 / 0.5)
+
+
 async def test_retry_after_pauses_every_request_then_they_leave_spaced() -> None:
     clock = FakeClock()
     limiter = Limiter(8, rate=10.0, clock=clock, sleep=clock.sleep)
@@ -118,37 +130,73 @@ async def test_the_rate_climbs_holds_then_probes_beyond() -> None:
     assert rate_at(state, 2.0) == pytest.approx(45.0)
     assert rate_at(state, 11.0) == pytest.approx(45.0)  # held below what the server accepted
     probing = [rate_at(state, 12.0 + t) or 0.0 for t in range(0, 13, 2)]
-    assert probing[1] == pytest.approx(45.0 * (1 + 0.05 * 2 + (2 / 6) ** 3))
+    assert probing[1] == pytest.approx(45.0 * (1 + 0.05 * 2 + (2 / 6) ** 3) + 0.4 * 2**3)
     steps = [b - a for a, b in itertools.pairwise(probing)]
     assert steps == sorted(steps)  # slow near the last 429, then faster and faster
     assert probing[-1] > 3 * 45.0  # room found within seconds
     paused = Throttle(w_max=50.0, last_cut=0.0, paused_until=1.0)
     assert rate_at(paused, 0.5) == pytest.approx(45.0)  # the server's pause was the cut
     assert rate_at(paused, 11.0) == pytest.approx(45.0)  # held, counted from the pause's end
-    assert rate_at(paused, 13.0) == pytest.approx(45.0 * (1 + 0.05 * 2 + (2 / 6) ** 3))
+    assert rate_at(paused, 13.0) == pytest.approx(45.0 * (1 + 0.05 * 2 + (2 / 6) ** 3) + 3.2)
 
 
-def test_a_deep_cut_is_regained_within_seconds() -> None:
-    # Cut to a tenth of the rate it held (measured while others took the budget).
-    state = Throttle(w_max=4.0, last_cut=0.0, w_peak=40.0)
-    assert rate_at(state, 0.5) == pytest.approx(4.0 * (0.7 + 0.2 * (1 - 0.75**3)))
-    assert (rate_at(state, 5.0) or 0.0) >= 0.8 * 40.0
-    assert rate_at(state, 10.0) == pytest.approx(36.0)  # then held where it was
-    for now in (8.0, 30.0):  # cut while holding 36/s, and while probing far above it
-        decided = after_429(
-            Throttle(w_max=40.0, last_cut=0.0),
-            now=now,
-            sent_at=now - 0.1,
-            retry_after=None,
-            adaptive=True,
-            rtt=0.01,
-            accepted=lambda window: 4.0,
-            accepted_count=8,
-        )
-        assert decided.w_max == 4.0
-        # What is regained is the rate proven held: a probe's overshoot would only be
-        # regained to be cut again.
-        assert decided.w_peak == pytest.approx(36.0)
+def cut(state: Throttle, now: float, accepted: float, *, shared: bool = False) -> Throttle:
+    """``state`` after a 429 at ``now`` for a request sent just before, ``accepted``/s having
+    been let through over the measuring window."""
+    return after_429(
+        state,
+        now=now,
+        sent_at=now - 0.1,
+        retry_after=None,
+        adaptive=True,
+        rtt=0.01,
+        accepted=lambda window: accepted,
+        accepted_count=int(2 * accepted),
+        shared=shared,
+    )
+
+
+def test_a_429_while_holding_ends_the_hold_and_one_ending_a_probe_lengthens_it() -> None:
+    held = Throttle(w_max=40.0, last_cut=0.0)  # 36/s from 2 s, probing from 12 s
+    assert cut(held, 6.0, 36.0).hold == 0.0  # others share the budget, and probe
+    assert cut(held, 1.0, 30.0).hold == 0.0  # while it climbed, too
+    shortened = attrs.evolve(held, hold=4.0)
+    assert cut(shortened, 8.0, 40.0).hold == 6.0  # its own probe found the edge
+    assert cut(held, 14.0, 40.0).hold == 10.0  # never beyond ten seconds
+    # A RedisLimiter's state is the whole budget's: no other limiter probes it.
+    assert cut(held, 6.0, 36.0, shared=True).hold == 10.0
+    slow = Throttle(w_max=16.0, slow_start=True, last_cut=0.0, hold=3.0)
+    assert cut(slow, 2.0, 30.0).hold == 3.0  # slow start ending says nothing of sharing
+
+
+def test_one_cut_keeps_at_least_half_the_plateau() -> None:
+    # At 9/s, half a second holds four or five sends: a 429 among them, and a measure that
+    # found none accepted, must not cut a share to nothing.
+    decided = cut(Throttle(w_max=10.0, last_cut=0.0), 5.0, 0.0)
+    assert decided.w_max == pytest.approx(4.5)
+    # Half the plateau, not half the cap a long probe reached far above what was sent.
+    assert cut(Throttle(w_max=10.0, last_cut=0.0), 60.0, 8.0).w_max == pytest.approx(8.0)
+
+
+def test_a_small_share_regains_as_many_requests_per_second_as_a_large_one() -> None:
+    # Cut to a tenth of 40/s by 429s that others' probes caused, while they took the budget.
+    state = Throttle(w_max=40.0, last_cut=0.0)
+    now = 5.0
+    while state.w_max > 4.0:
+        state = cut(state, now, 0.0)
+        now += 3.0
+    assert state.hold == 0.0
+    last = state.last_cut
+    # No hold, and a probe whose convex term is in requests/s: back to 0.8 of the budget
+    # 6.2 s after the last cut (4.2 s once its climb to the plateau is over).
+    assert (rate_at(state, last + 6.2) or 0.0) >= 32.0
+    large = Throttle(w_max=40.0, last_cut=last, hold=0.0)
+    for seconds in (2.0, 3.0, 4.0):
+        at = last + 2.0 + seconds
+        small_gain = (rate_at(state, at) or 0.0) - 0.9 * state.w_max
+        large_gain = (rate_at(large, at) or 0.0) - 36.0
+        assert small_gain >= 0.4 * seconds**3
+        assert small_gain / large_gain > 0.4  # growth in proportion would give 0.1
 
 
 def test_a_probe_that_overshoots_resumes_below_the_overshoot() -> None:
@@ -254,6 +302,23 @@ async def test_an_unknown_budget_starts_with_fewer_in_flight_until_answers_come(
     assert entered == 16
     fixed = Limiter(16, rate=1000.0)  # a known rate is paced instead: all may be in flight
     assert fixed._queue.slots.total == 16
+
+
+async def test_answers_to_the_first_window_do_not_widen_it() -> None:
+    # A first window the server's bucket absorbed answers in a burst: widening it then would
+    # only send more at the bucket it has just emptied. Answers to later sends widen it.
+    clock = FakeClock()
+    limiter = Limiter(16, clock=clock, sleep=clock.sleep)
+    first = []
+    for _ in range(8):
+        async with limiter.slot() as sent_at:
+            first.append(sent_at)
+    clock.now += 0.05
+    for sent_at in first:
+        await limiter.accepted(sent_at)
+    assert limiter._queue.slots.total == 8
+    await send(limiter, 3)
+    assert limiter._queue.slots.total == 11
 
 
 def test_429s_while_the_bucket_refills_after_a_cut_are_the_same_episode() -> None:

@@ -19,34 +19,47 @@ are), changed where a request rate differs from a congestion window:
   window (it would measure the pause, when nothing was sent): the rate is halved instead.
 - **A first estimate is distrusted.** The first 429 usually ends a burst the server's bucket
   absorbed, so the rate then measured says little; the rate starts from that burst as if it
-  had been accepted over half a second (as later cuts are measured) and grows from it
-  exponentially (slow start) until the next 429, which does measure the server's limit.
-- **Scale-free growth, then a long plateau.** CUBIC's concave climb takes the same time
-  whatever the rate, up to 90 % of the measured rate (a burst the server's bucket released
-  inflates the measure); the rate then holds for ten seconds and probes beyond, slowly at first
-  (5 % a second, since with ``Retry-After`` every probe that overshoots costs a whole pause, and
-  a slow overshoot is measured more precisely), then faster and faster (CUBIC's convex region:
-  the cube of the seconds spent probing, doubling the rate after six), so a limiter that has
-  room again finds it in seconds, not minutes. After a ``Retry-After`` pause the rate resumes on
-  the plateau: the pause already let the server's bucket refill, and a deeper cut on top of it
-  only wastes the budget.
-- **A deep cut is regained by doubling.** When several limiters share one budget unaware of
-  each other, one of them can measure almost nothing accepted at a 429 (the others took the
-  budget that half second) and be cut to a tenth of what it held. Its rate then doubles every
-  half second back to 90 % of the rate it held before the cut (TCP's slow start up to the last
-  plateau), instead of creeping up from the cut for minutes: in a run of four processes with
-  300 ``get()`` each against 40 requests/s (``python -m benchmarks fairness``; ideal 30 s),
-  the slowest finished at 1.21-1.79 of the ideal over nine runs (median 1.64; 1.6-5x before),
-  with 3.5-4.7 % of requests answered 429; sharing a ``RedisLimiter``, at 1.10-1.20 with
-  0.6-2.6 %. Fair shares are not reached among independent limiters (each cut is
-  proportional to the rate, and so is the regrowth), so the one holding most finishes first;
-  a shared ``RedisLimiter`` is the way to exact fairness. What is regained is the rate
-  *proven* held: when a probe ends in a 429, the plateau it began from, not the probe's
-  overshoot, which would only be regained to be cut again (one episode per probe instead of
-  two).
+  had been accepted over half a second (as later cuts are measured), and at least from a first
+  window's worth (16/s), and grows from it exponentially (slow start) until the next 429,
+  which does measure the server's limit. Processes starting together then start alike: the one
+  whose first window the bucket took no longer starts at 20/s while the others, which found
+  the bucket empty, start at 0.5/s and are cut to nothing by its overshoots.
+- **Growth, then a plateau held while alone.** CUBIC's concave climb takes two seconds up to
+  90 % of the measured rate (a burst the server's bucket released inflates the measure). The
+  rate then holds and probes beyond, slowly at first (5 % a second, since with ``Retry-After``
+  every probe that overshoots costs a whole pause, and a slow overshoot is measured more
+  precisely), then faster and faster (CUBIC's convex region: the cube of the seconds spent
+  probing). After a ``Retry-After`` pause the rate resumes on the plateau: the pause already
+  let the server's bucket refill, and a deeper cut on top of it only wastes the budget.
+- **Fair shares without talking.** Several processes with their own limiters against one
+  budget (Celery or Uvicorn workers without ``RedisLimiter``) converge as TCP flows do:
+  - *The convex term is in requests/s* (0.4 times the cube of the seconds probing, as
+    CUBIC's), the same for every limiter, not a share of its own rate: one holding 4/s
+    regains as many requests/s as one holding 36/s, where growth in proportion to the rate
+    would keep their ratio for ever. Cut to a tenth of 40/s, a limiter is back to 32/s 6.2 s
+    after the cut.
+  - *The plateau is held only while nobody else probes.* Ten seconds after a 429 that ended
+    its own probe (two more for each such 429, up to ten): alone against its budget, a
+    limiter spends a pause per probe, and few probes keep most of the budget. A 429 that comes
+    while it held its plateau was caused by another's probe: it then probes as soon as its
+    climb ends, rather than leave the others the room they find.
+  - *A cut is measured on what was let through* (below), which is where the processes
+    holding more give way more, and keeps at least half the plateau: at a few requests/s
+    half a second holds one or two sends, and a measure that found none accepted would cut a
+    small share to nothing.
+
+  In ``python -m benchmarks fairness`` (four processes, 300 ``get()`` each, 40 requests/s,
+  burst 10; ideal 30 s) the slowest finished at 1.12-1.28 of the ideal in three runs, with
+  4.7-5.4 % of requests answered 429 (1.21-1.79 before, median 1.64 over nine runs; one
+  process took the budget at the start and the others shared what was left); over eleven
+  runs while tuning, 1.12-1.32, median 1.19. A shared ``RedisLimiter`` (one state, so a 429 on
+  its plateau cannot come from another's probe, and the hold is kept) remains the way to
+  exact fairness and fewer 429s: 1.14-1.20, 1.1-2.3 %.
 - **A small first window.** Against an unknown budget, at most eight requests are in flight
-  before the server has answered, one more for each answer that is not a 429 (TCP's initial
-  window): processes starting together spend fewer requests on the first 429s.
+  before the server has answered, then one more for each answer that is not a 429 to a
+  request sent after the first answer came (TCP's initial window, widened once a round trip
+  has shown the budget has room: the first window's answers arrive in one burst, and widening
+  on them sends more at a bucket the window may just have emptied).
 - **On schedule.** Sends are spaced from when each was due, not from when its timer fired: a
   timer's lateness would otherwise lengthen every interval.
 - **No stampede.** Requests pass a gate one at a time, each at least ``1 / rate`` after the one
@@ -88,9 +101,10 @@ __all__ = [
 _BETA = 0.7  # a cut keeps this share of the accepted rate
 _HOLD_SHARE = 0.9  # the plateau, as a share of the accepted rate (which a burst inflates)
 _K = 2.0  # seconds to climb from the cut to the plateau
-_HOLD = 10.0  # seconds on the plateau before probing above it
+_HOLD = 10.0  # the longest a plateau is held before probing above it (less when others probe)
 _PROBE = 0.05  # the probe's first slope: +5 % of the plateau per second
 _CONVEX = 6.0  # seconds of probing after which the convex term alone doubles the rate
+_CONVEX_RATE = 0.4  # requests/s the probe adds, times the cube of its seconds (as CUBIC's C)
 _DOUBLING = 0.5  # seconds per doubling in slow start
 _MIN_RATE = 0.5
 WINDOW = 2.0  # seconds of accepted requests kept
@@ -112,9 +126,9 @@ def loop_time() -> float:
 class Throttle:
     """The adaptive state shared by every request of a limiter (in memory, or in Redis).
 
-    ``w_max`` is the accepted rate measured at the last cut (0: no cap yet) and ``w_peak`` the
-    rate held just before it; the rate is a function of both and of the time since the climb
-    began (:func:`rate_at`).
+    ``w_max`` is the accepted rate measured at the last cut (0: no cap yet) and ``hold`` the
+    seconds the plateau after it is held before probing; the rate is a function of both and of
+    the time since the climb began (:func:`rate_at`).
     """
 
     w_max: float = 0.0
@@ -122,7 +136,7 @@ class Throttle:
     last_cut: float = NEVER
     paused_until: float = NEVER
     paused_at: float = NEVER
-    w_peak: float = 0.0
+    hold: float = _HOLD
 
 
 def _elapsed(state: Throttle, now: float) -> float:
@@ -132,15 +146,6 @@ def _elapsed(state: Throttle, now: float) -> float:
     if not state.slow_start and state.paused_until > state.last_cut:
         elapsed += _K
     return elapsed
-
-
-def _levels(state: Throttle) -> tuple[float, float, float]:
-    """The plateau the climb reaches, the target the regain doubles to (the rate held before
-    the cut, when far above), and the seconds that regain takes."""
-    plateau = _HOLD_SHARE * state.w_max
-    target = _HOLD_SHARE * max(state.w_peak, state.w_max)
-    regain = _DOUBLING * math.log2(target / plateau) if target > plateau else 0.0
-    return plateau, target, regain
 
 
 def rate_at(state: Throttle, now: float) -> float | None:
@@ -154,24 +159,20 @@ def rate_at(state: Throttle, now: float) -> float | None:
         # CUBIC's concave climb, from the cut to the plateau.
         share = _BETA + (_HOLD_SHARE - _BETA) * (1 - (1 - elapsed / _K) ** 3)
         return max(_MIN_RATE, state.w_max * share)
-    plateau, target, regain = _levels(state)
-    # Far below the rate it held before the cut (a cut measured while others took the budget):
-    # back there by doubling, as TCP's slow start does, rather than creeping up from the cut.
-    since = elapsed - _K
-    if since < regain:
-        return max(_MIN_RATE, plateau * 2 ** (since / _DOUBLING))
     # Then hold, and probe above: slowly at first (where the last 429 came), then faster and
-    # faster (CUBIC's convex region), so that a limiter with room again finds it in seconds.
-    probe = max(0.0, since - regain - _HOLD)
-    return max(_MIN_RATE, target * (1 + _PROBE * probe + (probe / _CONVEX) ** 3))
+    # faster (CUBIC's convex region). The convex term is also in requests/s, the same for
+    # every limiter whatever its rate: one holding a small share of a budget regains as many
+    # requests/s as one holding a large share, so shares converge, and a limiter with room
+    # again finds it in seconds.
+    plateau = _HOLD_SHARE * state.w_max
+    probe = max(0.0, elapsed - _K - state.hold)
+    relative = 1 + _PROBE * probe + (probe / _CONVEX) ** 3
+    return max(_MIN_RATE, plateau * relative + _CONVEX_RATE * probe**3)
 
 
-def _held(state: Throttle, now: float, current: float) -> float:
-    """The rate a cut at ``now`` remembers as held before it: ``current``, unless the cut ends
-    a probe, which overshot by then; the plateau the probe began from is what was proven."""
-    _, target, regain = _levels(state)
-    probing = _elapsed(state, now) - _K - regain > _HOLD
-    return min(current, target) if probing else current
+def _probing(state: Throttle, now: float) -> bool:
+    """Whether the rate at ``now`` is above the plateau (a 429 then ends a probe)."""
+    return _elapsed(state, now) - _K > state.hold
 
 
 def after_429(
@@ -184,15 +185,24 @@ def after_429(
     rtt: float,
     accepted: Callable[[float], float | None],
     accepted_count: int,
+    shared: bool = False,
 ) -> Throttle:
     """The state once a request sent at ``sent_at`` was answered 429 at ``now``.
 
     ``accepted(window)`` is the rate of accepted requests over the last ``window`` seconds
     (``None`` when the limiter has not been sending long enough to tell) and
-    ``accepted_count`` how many there were in the last two seconds.
+    ``accepted_count`` how many there were in the last two seconds. ``shared``: the state is
+    every process's (a ``RedisLimiter``), so no other limiter's probe can cause a 429, and the
+    hold is kept.
     """
     current = rate_at(state, now) if adaptive else None  # before a pause restarts the climb
-    held = _held(state, now, current) if current is not None and not state.slow_start else 0.0
+    hold = state.hold
+    if current is not None and not state.slow_start and not shared:
+        # A 429 that ends a probe says this limiter found the budget's edge: wait longer on
+        # the next plateau, up to _HOLD. One that comes while it held its plateau or climbed
+        # to it says others share the budget and are probing: waiting would only leave them
+        # the room they find, so the next probe begins as soon as the climb ends.
+        hold = min(_HOLD, hold + _K) if _probing(state, now) else 0.0
     # The measuring window must not reach into the last pause, when nothing was sent.
     measurable = now - state.paused_until >= _MEASURE
     if retry_after and sent_at >= state.paused_at:
@@ -205,7 +215,13 @@ def after_429(
         return state
     measured = accepted(_MEASURE) if measurable else None
     if measured is not None:
-        base = measured if current is None else min(current, measured)
+        # At most to half the plateau at once: at a few requests/s half a second holds one or
+        # two sends, and a measure that found none accepted would cut a small share to nothing.
+        # (Half the plateau, not of the current cap, which a long probe took far above what
+        # was being sent.)
+        base = measured
+        if current is not None:
+            base = max(min(current, measured), min(current, _HOLD_SHARE * state.w_max) / 2)
         w_max, slow_start = max(_MIN_RATE, base), False
     elif current is not None:
         # Refused right after a pause, before anything could be measured: what was being
@@ -214,9 +230,11 @@ def after_429(
         w_max, slow_start = max(_MIN_RATE, current / 2), False
     else:
         # A burst the server absorbed: start from it, as if it had been accepted over the
-        # measuring window as later cuts are, and grow fast until the next 429.
-        w_max, slow_start = max(_MIN_RATE, accepted_count / _MEASURE), True
-    return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now, w_peak=held)
+        # measuring window as later cuts are, and grow fast until the next 429. At least
+        # from the first window's worth: processes starting together that found the bucket
+        # emptied by the others start where the lucky one does, not from nothing.
+        w_max, slow_start = max(accepted_count, _INITIAL_WINDOW) / _MEASURE, True
+    return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now, hold=hold)
 
 
 def too_early(now: float, first_send: float | None) -> bool:
@@ -473,6 +491,7 @@ class Limiter:
         self._first_send: float | None = None
         self._rtt = 0.0
         self._ceiling: float | None = None
+        self._first_answer: float | None = None
 
     @property
     def rate(self) -> float | None:
@@ -565,7 +584,9 @@ class Limiter:
         """The request sent at ``sent_at`` was not throttled: count it in the accepted rate."""
         if self._fixed is not None:
             return
-        if self._queue.slots.total < self._max_in_flight:
+        if self._first_answer is None:
+            self._first_answer = self._clock()
+        elif self._queue.slots.total < self._max_in_flight and sent_at >= self._first_answer:
             self._queue.slots.grow()
         self._accepted.append(sent_at)
         self._forget(self._clock())
@@ -578,6 +599,8 @@ class Limiter:
         """A request sent at ``sent_at`` got a 429: pause for ``retry_after`` and, once per
         episode, cut the rate."""
         now = self._clock()
+        if self._first_answer is None:
+            self._first_answer = now
         self._forget(now)
         self._state = after_429(
             self._state,

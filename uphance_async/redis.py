@@ -61,7 +61,7 @@ logger = logging.getLogger("uphance_async")
 _SLOT = 0.25  # seconds per counter of sends and 429s
 _SLOTS = round(WINDOW / _SLOT)  # the counters that make the measuring window
 _TTL = 3600  # seconds the state outlives the last request
-_FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at", "w_peak")
+_FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at", "hold")
 _RETRY_REDIS = 5.0  # seconds in local fallback before trying Redis again
 _BATCH = 16  # sends one round trip may reserve before any 429
 # Sends a round trip reserves beyond the calls waiting, for the calls about to come: as many as
@@ -93,7 +93,7 @@ end
 redis.call('HSETNX', KEYS[1], 'first_send', string.format('%.6f', send))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local fields = redis.call('HMGET', KEYS[1], 'version', 'w_max', 'slow_start', 'last_cut',
-  'paused_until', 'paused_at', 'w_peak')
+  'paused_until', 'paused_at', 'hold')
 local answer = {string.format('%.6f', now), unpack(fields, 1, 7)}
 for i = 0, count - 1 do
   local at = send + i * interval
@@ -120,7 +120,7 @@ for i = 0, tonumber(ARGV[3]) - 1 do
 end
 local counts = redis.call('HMGET', KEYS[2], unpack(names))
 local fields = redis.call('HMGET', KEYS[1], 'version', 'w_max', 'slow_start', 'last_cut',
-  'paused_until', 'paused_at', 'w_peak', 'first_send')
+  'paused_until', 'paused_at', 'hold', 'first_send')
 local answer = {string.format('%.6f', now)}
 for i = 1, 8 do answer[#answer + 1] = fields[i] or '' end
 for i = 1, #counts do answer[#answer + 1] = counts[i] or '0' end
@@ -153,7 +153,7 @@ def _state(values: list[Any]) -> tuple[str, Throttle]:
         last_cut=_number(values[3], NEVER),
         paused_until=_number(values[4], NEVER),
         paused_at=_number(values[5], NEVER),
-        w_peak=_number(values[6], 0.0),
+        hold=_number(values[6], Throttle().hold),
     )
 
 
@@ -421,6 +421,7 @@ class RedisLimiter:
                 rtt=self._rtt,
                 accepted=functools.partial(_accepted_rate, counts, now, first_send),
                 accepted_count=sum(counts[0::2]) - sum(counts[1::2]),
+                shared=True,
             )
             if decided == state:
                 self._state = state
