@@ -160,9 +160,9 @@ def test_a_429_while_holding_ends_the_hold_and_one_ending_a_probe_lengthens_it()
     held = Throttle(w_max=40.0, last_cut=0.0)  # 36/s from 2 s, probing from 12 s
     assert cut(held, 6.0, 36.0).hold == 0.0  # others share the budget, and probe
     assert cut(held, 1.0, 30.0).hold == 0.0  # while it climbed, too
-    shortened = attrs.evolve(held, hold=4.0)
-    assert cut(shortened, 8.0, 40.0).hold == 6.0  # its own probe found the edge
-    assert cut(held, 14.0, 40.0).hold == 10.0  # never beyond ten seconds
+    shortened = attrs.evolve(held, hold=0.0)
+    assert cut(shortened, 2.3, 36.0).hold == 0.0  # barely above its plateau: not its probe
+    assert cut(shortened, 4.0, 40.0).hold == 10.0  # its own probe found the edge
     # A RedisLimiter's state is the whole budget's: no other limiter probes it.
     assert cut(held, 6.0, 36.0, shared=True).hold == 10.0
     slow = Throttle(w_max=16.0, slow_start=True, last_cut=0.0, hold=3.0)

@@ -39,22 +39,23 @@ are), changed where a request rate differs from a congestion window:
     would keep their ratio for ever. Cut to a tenth of 40/s, a limiter is back to 32/s 6.2 s
     after the cut.
   - *The plateau is held only while nobody else probes.* Ten seconds after a 429 that ended
-    its own probe (two more for each such 429, up to ten): alone against its budget, a
+    its own probe (the rate 5 % or more above its plateau): alone against its budget, a
     limiter spends a pause per probe, and few probes keep most of the budget. A 429 that comes
-    while it held its plateau was caused by another's probe: it then probes as soon as its
-    climb ends, rather than leave the others the room they find.
+    while it held its plateau (or had barely left it) was caused by another's probe, or by a
+    plateau set too high: it then probes as soon as its climb ends, rather than leave the
+    others the room they find.
   - *A cut is measured on what was let through* (below), which is where the processes
     holding more give way more, and keeps at least half the plateau: at a few requests/s
     half a second holds one or two sends, and a measure that found none accepted would cut a
     small share to nothing.
 
   In ``python -m benchmarks fairness`` (four processes, 300 ``get()`` each, 40 requests/s,
-  burst 10; ideal 30 s) the slowest finished at 1.12-1.28 of the ideal in three runs, with
-  4.7-5.4 % of requests answered 429 (1.21-1.79 before, median 1.64 over nine runs; one
-  process took the budget at the start and the others shared what was left); over eleven
-  runs while tuning, 1.12-1.32, median 1.19. A shared ``RedisLimiter`` (one state, so a 429 on
-  its plateau cannot come from another's probe, and the hold is kept) remains the way to
-  exact fairness and fewer 429s: 1.14-1.20, 1.1-2.3 %.
+  burst 10; ideal 30 s) the slowest finished at 1.15-1.38 of the ideal in three runs, with
+  4.4-5.1 % of requests answered 429 (1.21-1.79 before, median 1.64 over nine runs: one
+  process took the budget at the start and the others shared what was left); over seven
+  runs of these dynamics 1.15-1.38, median 1.22. A shared ``RedisLimiter`` (one state, so a
+  429 on its plateau cannot come from another's probe, and the hold is kept) remains the way
+  to exact fairness and fewer 429s: 1.15-1.21, 0.7-2.2 %.
 - **A small first window.** Against an unknown budget, at most eight requests are in flight
   before the server has answered, then one more for each answer that is not a 429 to a
   request sent after the first answer came (TCP's initial window, widened once a round trip
@@ -104,6 +105,7 @@ _K = 2.0  # seconds to climb from the cut to the plateau
 _HOLD = 10.0  # the longest a plateau is held before probing above it (less when others probe)
 _PROBE = 0.05  # the probe's first slope: +5 % of the plateau per second
 _CONVEX = 6.0  # seconds of probing after which the convex term alone doubles the rate
+_OWN = 1.05  # a 429 with the rate this far above its plateau ends the limiter's own probe
 _CONVEX_RATE = 0.4  # requests/s the probe adds, times the cube of its seconds (as CUBIC's C)
 _DOUBLING = 0.5  # seconds per doubling in slow start
 _MIN_RATE = 0.5
@@ -170,11 +172,6 @@ def rate_at(state: Throttle, now: float) -> float | None:
     return max(_MIN_RATE, plateau * relative + _CONVEX_RATE * probe**3)
 
 
-def _probing(state: Throttle, now: float) -> bool:
-    """Whether the rate at ``now`` is above the plateau (a 429 then ends a probe)."""
-    return _elapsed(state, now) - _K > state.hold
-
-
 def after_429(
     state: Throttle,
     *,
@@ -198,11 +195,12 @@ def after_429(
     current = rate_at(state, now) if adaptive else None  # before a pause restarts the climb
     hold = state.hold
     if current is not None and not state.slow_start and not shared:
-        # A 429 that ends a probe says this limiter found the budget's edge: wait longer on
-        # the next plateau, up to _HOLD. One that comes while it held its plateau or climbed
-        # to it says others share the budget and are probing: waiting would only leave them
-        # the room they find, so the next probe begins as soon as the climb ends.
-        hold = min(_HOLD, hold + _K) if _probing(state, now) else 0.0
+        # A 429 that ends a probe says this limiter found the budget's edge: hold the next
+        # plateau. One that comes while it held its plateau, climbed to it or had barely left
+        # it says others share the budget and are probing (or the plateau was set too high):
+        # waiting would only leave them the room they find, so the next probe begins as soon
+        # as the climb ends.
+        hold = _HOLD if current > _OWN * _HOLD_SHARE * state.w_max else 0.0
     # The measuring window must not reach into the last pause, when nothing was sent.
     measurable = now - state.paused_until >= _MEASURE
     if retry_after and sent_at >= state.paused_at:
