@@ -73,6 +73,38 @@ async def test_a_429_at_once_starts_low_and_doubles_until_the_next() -> None:
     assert limiter.rate == pytest.approx(4 * start)
 
 
+def test_a_cut_ending_a_slow_start_or_a_probe_is_measured_over_all_of_it() -> None:
+    # Each begins with the server's bucket full (a pause, or a plateau below the budget, let it
+    # refill): their last half second released that bucket too (68/s against 50), the whole
+    # of them much less.
+    windows: list[float] = []
+
+    def accepted(window: float) -> float:
+        windows.append(window)
+        return 68.0 if window == 0.5 else 51.0
+
+    def measured(state: Throttle, now: float) -> float:
+        decided = after_429(
+            state,
+            now=now,
+            sent_at=now - 0.01,
+            retry_after=1.0,
+            adaptive=True,
+            rtt=0.01,
+            accepted=accepted,
+            accepted_count=60,
+        )
+        return decided.w_max
+
+    slow = Throttle(w_max=20.0, slow_start=True, last_cut=0.0, paused_at=0.0, paused_until=1.0)
+    assert measured(slow, 2.1) == 51.0
+    held = Throttle(w_max=50.0, last_cut=0.0)  # 45/s from 2 s, probing from 12 s
+    assert measured(held, 13.9) == 51.0
+    assert measured(held, 30.0) == 51.0  # at most the last two seconds
+    assert measured(held, 6.0) == 45.0  # on the plateau: the last half second, and the cap
+    assert windows == [pytest.approx(1.1), pytest.approx(1.9), 2.0, 0.5]
+
+
 async def test_a_first_429_with_nothing_accepted_starts_where_a_first_window_would() -> None:
     # Processes starting together: the one whose first window the server's bucket took
     # starts slow start from it, and so does one that found the bucket already empty.

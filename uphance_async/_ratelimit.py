@@ -14,9 +14,12 @@ are), changed where a request rate differs from a congestion window:
 - **The cut is measured, not assumed.** The rate to cut from is the rate of *accepted* requests
   (answered with anything but 429) over the last half second: what the server let through
   while it was refusing, which a token-bucket server keeps near its limit however many
-  requests it refuses. (A longer window reaches back to before the overload, and measures the
-  client's own rate instead.) A 429 less than half a second after a pause ended has no such
-  window (it would measure the pause, when nothing was sent): the rate is halved instead.
+  requests it refuses. A 429 that ends a slow start or a probe is measured over all of it (up
+  to two seconds): each began with the server's bucket full, and its last half second
+  released the bucket as well (68/s measured against a budget of 50, a plateau above the
+  budget, and a pause every few seconds after). A 429 less than half a second after a pause
+  ended has no such window (it would measure the pause, when nothing was sent): the rate is
+  halved instead.
 - **A first estimate is distrusted.** The first 429 usually ends a burst the server's bucket
   absorbed, so the rate then measured says little; the rate starts from that burst as if it
   had been accepted over half a second (as later cuts are measured), and at least from a first
@@ -50,12 +53,12 @@ are), changed where a request rate differs from a congestion window:
     small share to nothing.
 
   In ``python -m benchmarks fairness`` (four processes, 300 ``get()`` each, 40 requests/s,
-  burst 10; ideal 30 s) the slowest finished at 1.15-1.38 of the ideal in three runs, with
-  4.4-5.1 % of requests answered 429 (1.21-1.79 before, median 1.64 over nine runs: one
-  process took the budget at the start and the others shared what was left); over seven
-  runs of these dynamics 1.15-1.38, median 1.22. A shared ``RedisLimiter`` (one state, so a
+  burst 10; ideal 30 s) the slowest finished at 1.19-1.32 of the ideal in three runs, with
+  4.3-5.4 % of requests answered 429 (1.21-1.79 before, median 1.64 over nine runs: one
+  process took the budget at the start and the others shared what was left); 1.15-1.38,
+  median 1.21, over ten runs of these dynamics. A shared ``RedisLimiter`` (one state, so a
   429 on its plateau cannot come from another's probe, and the hold is kept) remains the way
-  to exact fairness and fewer 429s: 1.15-1.21, 0.7-2.2 %.
+  to exact fairness and fewer 429s: 1.12-1.21, 0.6-1.7 %.
 - **A small first window.** Against an unknown budget, at most eight requests are in flight
   before the server has answered, then one more for each answer that is not a 429 to a
   request sent after the first answer came (TCP's initial window, widened once a round trip
@@ -172,6 +175,18 @@ def rate_at(state: Throttle, now: float) -> float | None:
     return max(_MIN_RATE, plateau * relative + _CONVEX_RATE * probe**3)
 
 
+def _window(state: Throttle, now: float) -> float:
+    """The seconds a cut at ``now`` is measured on: the last half second, or all of the slow
+    start or probe it ends (up to :data:`WINDOW`). Both begin with the server's bucket full (a
+    pause, or a plateau below the budget, let it refill) and empty it: half a second of that
+    once measured 68/s against a budget of 50, and each plateau set from such a measure cost
+    another pause."""
+    seconds = _elapsed(state, now)
+    if not state.slow_start:
+        seconds -= _K + state.hold
+    return min(WINDOW, max(_MEASURE, seconds))
+
+
 def after_429(
     state: Throttle,
     *,
@@ -203,6 +218,7 @@ def after_429(
         hold = _HOLD if current > _OWN * _HOLD_SHARE * state.w_max else 0.0
     # The measuring window must not reach into the last pause, when nothing was sent.
     measurable = now - state.paused_until >= _MEASURE
+    window = _window(state, now)
     if retry_after and sent_at >= state.paused_at:
         state = attrs.evolve(
             state, paused_at=now, paused_until=max(state.paused_until, now + retry_after)
@@ -211,7 +227,7 @@ def after_429(
         return state  # sent before the last cut took effect: nothing new
     if now - state.last_cut < max(_MIN_CUT_INTERVAL, rtt):
         return state
-    measured = accepted(_MEASURE) if measurable else None
+    measured = accepted(window) if measurable else None
     if measured is not None:
         # At most to half the plateau at once: at a few requests/s half a second holds one or
         # two sends, and a measure that found none accepted would cut a small share to nothing.
