@@ -169,10 +169,20 @@ def rate_at(state: Throttle, now: float) -> float | None:
     # every limiter whatever its rate: one holding a small share of a budget regains as many
     # requests/s as one holding a large share, so shares converge, and a limiter with room
     # again finds it in seconds.
-    plateau = _HOLD_SHARE * state.w_max
-    probe = max(0.0, elapsed - _K - state.hold)
+    probe = max(0.0, _probing_for(state, elapsed))
     relative = 1 + _PROBE * probe + (probe / _CONVEX) ** 3
-    return max(_MIN_RATE, plateau * relative + _CONVEX_RATE * probe**3)
+    return max(_MIN_RATE, _plateau(state) * relative + _CONVEX_RATE * probe**3)
+
+
+def _plateau(state: Throttle) -> float:
+    """The rate the climb after the last cut reaches and holds."""
+    return _HOLD_SHARE * state.w_max
+
+
+def _probing_for(state: Throttle, elapsed: float) -> float:
+    """Seconds spent probing above the plateau, ``elapsed`` seconds into the climb (negative
+    before the probe begins)."""
+    return elapsed - _K - state.hold
 
 
 def _window(state: Throttle, now: float) -> float:
@@ -183,7 +193,7 @@ def _window(state: Throttle, now: float) -> float:
     another pause."""
     seconds = _elapsed(state, now)
     if not state.slow_start:
-        seconds -= _K + state.hold
+        seconds = _probing_for(state, seconds)
     return min(WINDOW, max(_MEASURE, seconds))
 
 
@@ -215,7 +225,7 @@ def after_429(
         # it says others share the budget and are probing (or the plateau was set too high):
         # waiting would only leave them the room they find, so the next probe begins as soon
         # as the climb ends.
-        hold = _HOLD if current > _OWN * _HOLD_SHARE * state.w_max else 0.0
+        hold = _HOLD if current > _OWN * _plateau(state) else 0.0
     # The measuring window must not reach into the last pause, when nothing was sent.
     measurable = now - state.paused_until >= _MEASURE
     window = _window(state, now)
@@ -235,7 +245,7 @@ def after_429(
         # was being sent.)
         base = measured
         if current is not None:
-            base = max(min(current, measured), min(current, _HOLD_SHARE * state.w_max) / 2)
+            base = max(min(current, measured), min(current, _plateau(state)) / 2)
         w_max, slow_start = max(_MIN_RATE, base), False
     elif current is not None:
         # Refused right after a pause, before anything could be measured: what was being

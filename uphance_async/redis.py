@@ -62,6 +62,7 @@ _SLOT = 0.25  # seconds per counter of sends and 429s
 _SLOTS = round(WINDOW / _SLOT)  # the counters that make the measuring window
 _TTL = 3600  # seconds the state outlives the last request
 _FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at", "hold")
+_UNKNOWN = Throttle()  # the state of a key Redis has no field of (its defaults)
 _RETRY_REDIS = 5.0  # seconds in local fallback before trying Redis again
 _BATCH = 16  # sends one round trip may reserve before any 429
 # Sends a round trip reserves beyond the calls waiting, for the calls about to come: as many as
@@ -153,7 +154,7 @@ def _state(values: list[Any]) -> tuple[str, Throttle]:
         last_cut=_number(values[3], NEVER),
         paused_until=_number(values[4], NEVER),
         paused_at=_number(values[5], NEVER),
-        hold=_number(values[6], Throttle().hold),
+        hold=_number(values[6], _UNKNOWN.hold),
     )
 
 
