@@ -94,15 +94,30 @@ def test_a_cut_ending_a_slow_start_or_a_probe_is_measured_over_all_of_it() -> No
             accepted=accepted,
             accepted_count=60,
         )
-        return decided.w_max
+        # The plateau it resumes on when the server's pause ends.
+        return rate_at(decided, now + 1.0) or 0.0
 
     slow = Throttle(w_max=20.0, slow_start=True, last_cut=0.0, paused_at=0.0, paused_until=1.0)
-    assert measured(slow, 2.1) == 51.0
+    assert measured(slow, 2.1) == pytest.approx(51.0)
     held = Throttle(w_max=50.0, last_cut=0.0)  # 45/s from 2 s, probing from 12 s
-    assert measured(held, 13.9) == 51.0
-    assert measured(held, 30.0) == 51.0  # at most the last two seconds
-    assert measured(held, 6.0) == 45.0  # on the plateau: the last half second, and the cap
+    assert measured(held, 13.9) == pytest.approx(0.9 * 51.0)
+    assert measured(held, 30.0) == pytest.approx(0.9 * 51.0)  # at most the last two seconds
+    # On the plateau: the last half second, and the cap.
+    assert measured(held, 6.0) == pytest.approx(0.9 * 45.0)
     assert windows == [pytest.approx(1.1), pytest.approx(1.9), 2.0, 0.5]
+
+
+def test_a_slow_start_sets_its_plateau_at_the_rate_it_measured() -> None:
+    # Its window averages the climb from well below the budget (20/s, doubling), which offsets
+    # the burst a plateau at 90 % of the measure allows for: 46/s measured against a budget of
+    # 50 is held as it is, where 90 % of it held 0.83 of the budget until a probe 10 s later.
+    slow = Throttle(w_max=20.0, slow_start=True, last_cut=0.0, paused_at=0.0, paused_until=1.0)
+    decided = cut(slow, 2.2, 46.0)
+    assert not decided.slow_start
+    assert rate_at(decided, 2.2 + 2.0) == pytest.approx(46.0)
+    assert rate_at(decided, 2.2 + 11.0) == pytest.approx(46.0)  # held, then probed
+    # Later cuts still keep 90 % of what they measure: their half second holds the burst.
+    assert rate_at(cut(decided, 20.0, 50.0), 20.0 + 3.0) == pytest.approx(45.0)
 
 
 async def test_a_first_429_with_nothing_accepted_starts_where_a_first_window_would() -> None:
