@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from ._ratelimit import (
-    NEVER,
     WINDOW,
     Limiter,
     Queue,
@@ -62,6 +61,7 @@ _SLOT = 0.25  # seconds per counter of sends and 429s
 _SLOTS = round(WINDOW / _SLOT)  # the counters that make the measuring window
 _TTL = 3600  # seconds the state outlives the last request
 _FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at", "hold")
+_STATE = 1 + len(_FIELDS)  # the state's values in a script's answer: its version, then _FIELDS
 _UNKNOWN = Throttle()  # the state of a key Redis has no field of (its defaults)
 _RETRY_REDIS = 5.0  # seconds in local fallback before trying Redis again
 _BATCH = 16  # sends one round trip may reserve before any 429
@@ -78,7 +78,7 @@ _WARM_UP = 2.0  # seconds of sends without a 429 before round trips reserve for 
 # nothing is paused (every send is then "now"), else one, so that a caller who has not seen a
 # cut or a pause yet reserves a single send under it, and a start against an unknown budget
 # probes it one round trip at a time. Returns Redis's now, the state, then the send times.
-_ACQUIRE = """
+_ACQUIRE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tat', 'paused_until', 'w_max', 'first_send')
@@ -93,9 +93,8 @@ if interval > 0 then
 end
 redis.call('HSETNX', KEYS[1], 'first_send', string.format('%.6f', send))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-local fields = redis.call('HMGET', KEYS[1], 'version', 'w_max', 'slow_start', 'last_cut',
-  'paused_until', 'paused_at', 'hold')
-local answer = {string.format('%.6f', now), unpack(fields, 1, 7)}
+local fields = redis.call('HMGET', KEYS[1], STATE_FIELDS)
+local answer = {string.format('%.6f', now), unpack(fields, 1, STATE_COUNT)}
 for i = 0, count - 1 do
   local at = send + i * interval
   local slot = math.floor(at / tonumber(ARGV[2]))
@@ -109,7 +108,7 @@ return answer
 
 # KEYS: the state hash, the counters hash. ARGV: the slot of a 429 to count ('' for none),
 # slot length, slots kept. Returns Redis's now, the state, first_send and the window's counts.
-_READ = """
+_READ_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if ARGV[1] ~= '' then redis.call('HINCRBY', KEYS[2], 't' .. ARGV[1], 1) end
@@ -120,10 +119,9 @@ for i = 0, tonumber(ARGV[3]) - 1 do
   names[#names + 1] = 't' .. (current - i)
 end
 local counts = redis.call('HMGET', KEYS[2], unpack(names))
-local fields = redis.call('HMGET', KEYS[1], 'version', 'w_max', 'slow_start', 'last_cut',
-  'paused_until', 'paused_at', 'hold', 'first_send')
+local fields = redis.call('HMGET', KEYS[1], STATE_FIELDS, 'first_send')
 local answer = {string.format('%.6f', now)}
-for i = 1, 8 do answer[#answer + 1] = fields[i] or '' end
+for i = 1, STATE_COUNT + 1 do answer[#answer + 1] = fields[i] or '' end
 for i = 1, #counts do answer[#answer + 1] = counts[i] or '0' end
 return answer
 """
@@ -139,6 +137,17 @@ return 1
 """
 
 
+def _with_state(script: str) -> str:
+    """``script`` reading the state's fields (``STATE_FIELDS``, ``STATE_COUNT`` of them) in the
+    order :func:`_state` takes them."""
+    names = ", ".join(f"'{name}'" for name in ("version", *_FIELDS))
+    return script.replace("STATE_FIELDS", names).replace("STATE_COUNT", str(_STATE))
+
+
+_ACQUIRE = _with_state(_ACQUIRE_SCRIPT)
+_READ = _with_state(_READ_SCRIPT)
+
+
 def _number(value: Any, default: float) -> float:
     if value in (None, b"", ""):
         return default
@@ -148,14 +157,12 @@ def _number(value: Any, default: float) -> float:
 def _state(values: list[Any]) -> tuple[str, Throttle]:
     """The version and state from the fields ``version``, then those of :data:`_FIELDS`."""
     version = values[0].decode() if isinstance(values[0], bytes) else str(values[0] or "0")
-    return version or "0", Throttle(
-        w_max=_number(values[1], 0.0),
-        slow_start=_number(values[2], 0.0) == 1.0,
-        last_cut=_number(values[3], NEVER),
-        paused_until=_number(values[4], NEVER),
-        paused_at=_number(values[5], NEVER),
-        hold=_number(values[6], _UNKNOWN.hold),
-    )
+    fields: dict[str, Any] = {}
+    for name, value in zip(_FIELDS, values[1:_STATE], strict=True):
+        default = getattr(_UNKNOWN, name)  # a field Redis does not have
+        number = _number(value, float(default))
+        fields[name] = number == 1.0 if isinstance(default, bool) else number
+    return version or "0", Throttle(**fields)
 
 
 class RedisLimiter:
@@ -360,8 +367,8 @@ class RedisLimiter:
             return [math.nan] * count
         now = float(answer[0])
         self._offset = now - time.time()
-        _, self._state = _state(answer[1:8])
-        sends = [float(value) for value in answer[8:]]
+        _, self._state = _state(answer[1 : 1 + _STATE])
+        sends = [float(value) for value in answer[1 + _STATE :]]
         self._sends.extend(sends)
         while self._sends and self._sends[0] < now - WINDOW:
             self._sends.popleft()
@@ -410,9 +417,9 @@ class RedisLimiter:
                 return
             count = ""
             now = float(answer[0])
-            version, state = _state(answer[1:8])
-            first_send = _number(answer[8], now)
-            counts = [int(value) for value in answer[9:]]
+            version, state = _state(answer[1 : 1 + _STATE])
+            first_send = _number(answer[1 + _STATE], now)
+            counts = [int(value) for value in answer[2 + _STATE :]]
             decided = after_429(
                 state,
                 now=now,
