@@ -216,6 +216,21 @@ def test_a_429_while_holding_ends_the_hold_and_one_ending_a_probe_lengthens_it()
     assert cut(slow, 2.0, 30.0).hold == 3.0  # slow start ending says nothing of sharing
 
 
+def test_a_small_plateau_is_held_for_less_time_than_a_large_one() -> None:
+    # A limiter left with a small share of a budget that others also probe finds its room
+    # again sooner: the hold grows as the cube root of the plateau, up to ten seconds from
+    # 20/s, where a limiter alone still pays a pause per probe only every ten seconds or so.
+    large = Throttle(w_max=40.0, last_cut=0.0, hold=0.0)
+    assert cut(large, 4.0, 40.0).hold == 10.0  # its own probe, from a plateau of 36/s
+    small = Throttle(w_max=4.0, last_cut=0.0, hold=0.0)
+    decided = cut(small, 4.0, 4.0)  # its own probe too, from a plateau of 3.6/s
+    assert decided.hold == pytest.approx(10.0 * (3.6 / 20.0) ** (1 / 3))  # 5.6 s
+    assert rate_at(decided, 4.0 + 2.0 + 5.6) == pytest.approx(3.6)  # still held
+    assert (rate_at(decided, 4.0 + 2.0 + 7.0) or 0.0) > 4.0  # probing
+    # A RedisLimiter's state is the whole budget's, whatever this process's share of it.
+    assert cut(Throttle(w_max=4.0, last_cut=0.0), 4.0, 4.0, shared=True).hold == 10.0
+
+
 def test_one_cut_keeps_at_least_half_the_plateau() -> None:
     # At 9/s, half a second holds four or five sends: a 429 among them, and a measure that
     # found none accepted, must not cut a share to nothing.
@@ -237,6 +252,10 @@ def test_a_small_share_regains_as_many_requests_per_second_as_a_large_one() -> N
     # No hold, and a probe whose convex term is in requests/s: back to 0.8 of the budget
     # 6.2 s after the last cut (4.2 s once its climb to the plateau is over).
     assert (rate_at(state, last + 6.2) or 0.0) >= 32.0
+    # With a Retry-After pause the cut resumes on the plateau when the server has room again:
+    # 4.1 s after the pause.
+    paused = attrs.evolve(state, paused_at=last, paused_until=last + 1.0)
+    assert (rate_at(paused, last + 1.0 + 4.1) or 0.0) >= 32.0
     large = Throttle(w_max=40.0, last_cut=last, hold=0.0)
     for seconds in (2.0, 3.0, 4.0):
         at = last + 2.0 + seconds

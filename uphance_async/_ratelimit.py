@@ -44,25 +44,30 @@ are), changed where a request rate differs from a congestion window:
     CUBIC's), the same for every limiter, not a share of its own rate: one holding 4/s
     regains as many requests/s as one holding 36/s, where growth in proportion to the rate
     would keep their ratio for ever. Cut to a tenth of 40/s, a limiter is back to 32/s 6.2 s
-    after the cut.
+    after the cut (4.1 s after a ``Retry-After`` pause).
   - *The plateau is held only while nobody else probes.* Ten seconds after a 429 that ended
     its own probe (the rate 5 % or more above its plateau): alone against its budget, a
     limiter spends a pause per probe, and few probes keep most of the budget. A 429 that comes
     while it held its plateau (or had barely left it) was caused by another's probe, or by a
     plateau set too high: it then probes as soon as its climb ends, rather than leave the
     others the room they find.
+  - *A small plateau is held for less time.* The ten seconds apply from 20 requests/s up;
+    below, the hold shrinks as the cube root of the plateau (as CUBIC's time back to its last
+    maximum does), 5.6 s at 3.6/s. A process left with a small share when others probed
+    finds its room again sooner, where ten seconds at every share left one process at 3/s
+    for ten seconds after the others had finished (the slowest of four at 1.45 of the ideal).
   - *A cut is measured on what was let through* (below), which is where the processes
     holding more give way more, and keeps at least half the plateau: at a few requests/s
     half a second holds one or two sends, and a measure that found none accepted would cut a
     small share to nothing.
 
   In ``python -m benchmarks fairness`` (four processes, 300 ``get()`` each, 40 requests/s,
-  burst 10; ideal 30 s) the slowest finished at 1.12-1.45 of the ideal over six runs
-  (median 1.27), with 3.6-4.7 % of requests answered 429 (1.21-1.79 before, median 1.64 over
+  burst 10; ideal 30 s) the slowest finished at 1.12-1.27 of the ideal over twelve runs
+  (median 1.21), with 4.0-5.7 % of requests answered 429 (1.21-1.79 before, median 1.64 over
   nine runs: one process took the budget at the start and the others shared what was left).
   A shared ``RedisLimiter`` (one state, so a 429 on its plateau cannot come from another's
-  probe, and the hold is kept) remains the way to exact fairness and fewer 429s: 1.11-1.20,
-  0.7-1.6 %.
+  probe, and the hold is kept) remains the way to exact fairness and fewer 429s: 1.10-1.21,
+  0.7-2.5 %.
 - **A small first window.** Against an unknown budget, at most eight requests are in flight
   before the server has answered, then one more for each answer that is not a 429 to a
   request sent after the first answer came (TCP's initial window, widened once a round trip
@@ -110,6 +115,7 @@ _BETA = 0.7  # a cut keeps this share of the accepted rate
 _HOLD_SHARE = 0.9  # the plateau, as a share of the accepted rate (which a burst inflates)
 _K = 2.0  # seconds to climb from the cut to the plateau
 _HOLD = 10.0  # the longest a plateau is held before probing above it (less when others probe)
+_FULL_HOLD = 20.0  # requests/s from which a plateau is held all of _HOLD (below: less)
 _PROBE = 0.05  # the probe's first slope: +5 % of the plateau per second
 _CONVEX = 6.0  # seconds of probing after which the convex term alone doubles the rate
 _OWN = 1.05  # a 429 with the rate this far above its plateau ends the limiter's own probe
@@ -267,7 +273,18 @@ def after_429(
         # from the first window's worth: processes starting together that found the bucket
         # emptied by the others start where the lucky one does, not from nothing.
         w_max, slow_start = max(accepted_count, _INITIAL_WINDOW) / _MEASURE, True
+    if hold and not shared:
+        hold = min(hold, _hold_for(_HOLD_SHARE * w_max))
     return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now, hold=hold)
+
+
+def _hold_for(plateau: float) -> float:
+    """Seconds a limiter alone holds ``plateau`` before probing above it: all of
+    :data:`_HOLD` from :data:`_FULL_HOLD` requests/s, less below, as the cube root of the
+    plateau (CUBIC's time back to its last maximum grows so): a small share of a budget others
+    also probe is found again sooner (5.6 s at 3.6/s), while each probe of a limiter alone
+    still costs a pause only every ten seconds or so."""
+    return _HOLD * math.cbrt(min(1.0, plateau / _FULL_HOLD))
 
 
 def too_early(now: float, first_send: float | None) -> bool:
