@@ -213,7 +213,8 @@ def test_a_429_while_holding_ends_the_hold_and_one_ending_a_probe_lengthens_it()
     # A RedisLimiter's state is the whole budget's: no other limiter probes it.
     assert cut(held, 6.0, 36.0, shared=True).hold == 10.0
     slow = Throttle(w_max=16.0, slow_start=True, last_cut=0.0, hold=3.0)
-    assert cut(slow, 2.0, 30.0).hold == 3.0  # slow start ending says nothing of sharing
+    # Slow start ending says nothing of sharing: the hold is its plateau's (10 s from 20/s).
+    assert cut(slow, 2.0, 30.0).hold == 10.0
 
 
 def test_a_small_plateau_is_held_for_less_time_than_a_large_one() -> None:

@@ -62,12 +62,12 @@ are), changed where a request rate differs from a congestion window:
     small share to nothing.
 
   In ``python -m benchmarks fairness`` (four processes, 300 ``get()`` each, 40 requests/s,
-  burst 10; ideal 30 s) the slowest finished at 1.12-1.27 of the ideal over twelve runs
-  (median 1.21), with 4.0-5.7 % of requests answered 429 (1.21-1.79 before, median 1.64 over
+  burst 10; ideal 30 s) the slowest finished at 1.12-1.20 of the ideal over six runs
+  (median 1.18), with 4.2-5.1 % of requests answered 429 (1.21-1.79 before, median 1.64 over
   nine runs: one process took the budget at the start and the others shared what was left).
   A shared ``RedisLimiter`` (one state, so a 429 on its plateau cannot come from another's
-  probe, and the hold is kept) remains the way to exact fairness and fewer 429s: 1.10-1.21,
-  0.7-2.5 %.
+  probe, and the hold is kept) remains the way to exact fairness and fewer 429s: 1.11-1.17,
+  0.9-1.7 %.
 - **A small first window.** Against an unknown budget, at most eight requests are in flight
   before the server has answered, then one more for each answer that is not a 429 to a
   request sent after the first answer came (TCP's initial window, widened once a round trip
@@ -274,7 +274,7 @@ def after_429(
         # emptied by the others start where the lucky one does, not from nothing.
         w_max, slow_start = max(accepted_count, _INITIAL_WINDOW) / _MEASURE, True
     if hold and not shared:
-        hold = min(hold, _hold_for(_HOLD_SHARE * w_max))
+        hold = _hold_for(_HOLD_SHARE * w_max)
     return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now, hold=hold)
 
 
