@@ -141,8 +141,9 @@ def loop_time() -> float:
 class Throttle:
     """The adaptive state shared by every request of a limiter (in memory, or in Redis).
 
-    ``w_max`` is the accepted rate measured at the last cut (0: no cap yet) and ``hold`` the
-    seconds the plateau after it is held before probing; the rate is a function of both and of
+    ``w_max`` is the accepted rate measured at the last cut (0: no cap yet; after a slow start,
+    that rate over :data:`_HOLD_SHARE`, so that the plateau is the measure itself) and ``hold``
+    the seconds the plateau after it is held before probing; the rate is a function of both and of
     the time since the climb began (:func:`rate_at`).
     """
 
@@ -228,14 +229,14 @@ def after_429(
     hold is kept.
     """
     current = rate_at(state, now) if adaptive else None  # before a pause restarts the climb
-    hold = state.hold
+    holds = state.hold > 0
     if current is not None and not state.slow_start and not shared:
         # A 429 that ends a probe says this limiter found the budget's edge: hold the next
         # plateau. One that comes while it held its plateau, climbed to it or had barely left
         # it says others share the budget and are probing (or the plateau was set too high):
         # waiting would only leave them the room they find, so the next probe begins as soon
         # as the climb ends.
-        hold = _HOLD if current > _OWN * _plateau(state) else 0.0
+        holds = current > _OWN * _plateau(state)
     # The measuring window must not reach into the last pause, when nothing was sent.
     measurable = now - state.paused_until >= _MEASURE
     window = _window(state, now)
@@ -273,9 +274,10 @@ def after_429(
         # from the first window's worth: processes starting together that found the bucket
         # emptied by the others start where the lucky one does, not from nothing.
         w_max, slow_start = max(accepted_count, _INITIAL_WINDOW) / _MEASURE, True
-    if hold and not shared:
-        hold = _hold_for(_HOLD_SHARE * w_max)
-    return attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now, hold=hold)
+    decided = attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now)
+    if shared:
+        return decided
+    return attrs.evolve(decided, hold=_hold_for(_plateau(decided)) if holds else 0.0)
 
 
 def _hold_for(plateau: float) -> float:
