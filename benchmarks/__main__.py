@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -271,11 +272,16 @@ def redis_server(outage_after: float | None = None) -> Iterator[str]:
 
 
 def _callers(
-    server: dict[str, Any], processes: int, options: list[str], redis: str
+    server: dict[str, Any],
+    processes: int,
+    options: list[str],
+    redis: str,
+    start_at: float | None = None,
 ) -> list[dict[str, Any]]:
-    """``benchmarks._callers`` in ``processes`` processes starting together; their reports."""
+    """``benchmarks._callers`` in ``processes`` processes starting together (at ``start_at``,
+    epoch seconds, or in two seconds); their reports."""
     command = [sys.executable, "-m", "benchmarks._callers", server["url"], server["token"]]
-    command += [*options, "--start-at", str(time.time() + 2)]
+    command += [*options, "--start-at", str(start_at or time.time() + 2)]
     if redis:
         command += ["--redis", redis, "--key", f"benchmark-{time.time_ns()}"]
     workers = [
@@ -411,6 +417,52 @@ def bench_fairness(runs: int = 3) -> dict[str, Any]:
         for _ in range(runs):
             rows["own limiters"].append(fairness_run(4, 300, 40.0))
             rows["shared RedisLimiter"].append(fairness_run(4, 300, 40.0, redis=url))
+    return rows
+
+
+def recovery_run(retry_after: bool) -> dict[str, Any]:
+    """One process, 50 callers, alone against 40 requests/s (burst 10) for 40 s, but from 12 s
+    to 27 s allowed only a tenth of it (as when others take the rest): its share while squeezed,
+    and how long after the squeeze ends its successes over the last second reach 0.8 of the
+    budget again."""
+    limit, begin = 40.0, time.time() + 3
+    start, end = begin + 12, begin + 27
+    with fake_server(
+        customers=100,
+        rate_limit=limit,
+        rate_burst=10,
+        no_retry_after=not retry_after,
+        squeeze=f"{start},{end},{limit / 10}",
+    ) as server:
+        options = ["--callers", "50", "--seconds", "40", "--timeline"]
+        (result,) = _callers(server, 1, options, "", start_at=begin)
+    answered = sorted(result["answered"])
+    last_second: deque[float] = deque()
+    back = None
+    for at in answered:
+        last_second.append(at)
+        while last_second[0] <= at - 1.0:
+            last_second.popleft()
+        if at >= end and len(last_second) >= 0.8 * limit:
+            back = round(at - end, 2)
+            break
+    squeezed = sum(1 for at in answered if end - 5 <= at < end) / 5
+    return {
+        "Retry-After": "sent" if retry_after else "not sent",
+        "share held in the squeeze's last 5 s": round(squeezed / limit, 3),
+        "back to 0.8 of the budget after (s)": back,
+        "errors": result["errors"],
+    }
+
+
+def bench_recovery(runs: int = 3) -> dict[str, Any]:
+    """A limiter alone, cut to a tenth of its budget: seconds until it is back to 0.8 of it
+    once the budget is free again, with and without ``Retry-After``, interleaved ``runs``
+    times."""
+    rows: dict[str, list[dict[str, Any]]] = {"Retry-After sent": [], "Retry-After not sent": []}
+    for _ in range(runs):
+        rows["Retry-After sent"].append(recovery_run(True))
+        rows["Retry-After not sent"].append(recovery_run(False))
     return rows
 
 
@@ -690,6 +742,7 @@ def main() -> None:
         "drift": lambda: bench_drift(args.repeats),
         "handlers": bench_handlers,
         "fairness": lambda: bench_fairness(args.repeats),
+        "recovery": lambda: bench_recovery(args.repeats),
         "redis": lambda: bench_redis(args.repeats),
         "outage": bench_outage,
     }

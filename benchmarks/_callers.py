@@ -3,7 +3,8 @@
 ``python -m benchmarks._callers URL TOKEN --callers 100 --seconds 20 [--redis URL --key K]``
 prints one JSON line: successful requests, 429 answers and errors, counted by the client's
 ``on_request`` hook over the run. ``--calls N`` makes N calls at once and stops when they are
-done (``seconds`` is then how long that took).
+done (``seconds`` is then how long that took). ``--timeline`` adds the epoch time of every
+successful answer.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from uphance_async import RequestEvent, RetryPolicy, UphanceClient
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     counts = {"ok": 0, "throttled": 0, "other": 0}
+    answered: list[float] = []
 
     def count(event: RequestEvent) -> None:
         if event.status == 200:
             counts["ok"] += 1
+            if args.timeline:
+                answered.append(time.time())
         elif event.throttled:
             counts["throttled"] += 1
         else:
@@ -63,7 +67,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         await asyncio.gather(*(caller(n) for n in range(args.calls or args.callers)))
         elapsed = time.monotonic() - started
-    return {**counts, "errors": errors, "seconds": elapsed, "longest_call": longest}
+    report = {**counts, "errors": errors, "seconds": elapsed, "longest_call": longest}
+    return {**report, "answered": answered} if args.timeline else report
 
 
 def main() -> None:
@@ -80,6 +85,7 @@ def main() -> None:
     parser.add_argument(
         "--calls", type=int, default=0, help="make this many calls, all at once, then stop"
     )
+    parser.add_argument("--timeline", action="store_true", help="report each success's time")
     print(json.dumps(asyncio.run(run(parser.parse_args()))), flush=True)
 
 

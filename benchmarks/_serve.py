@@ -9,8 +9,19 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 
 from uphance_async.testing import FakeUphance
+
+
+async def squeeze(server: FakeUphance, start: float, end: float, rate: float) -> None:
+    """From ``start`` to ``end`` (epoch seconds) allow only ``rate`` requests/s, as others
+    taking most of the budget would."""
+    full = server.rate_limit
+    await asyncio.sleep(max(0.0, start - time.time()))
+    server.rate_limit = rate
+    await asyncio.sleep(max(0.0, end - time.time()))
+    server.rate_limit = full
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -32,7 +43,13 @@ async def serve(args: argparse.Namespace) -> None:
     async with server:
         print(json.dumps({"url": server.url, "token": server.token}), flush=True)
         loop = asyncio.get_running_loop()
+        squeezing = None
+        if args.squeeze:
+            start, end, rate = (float(part) for part in args.squeeze.split(","))
+            squeezing = asyncio.ensure_future(squeeze(server, start, end, rate))
         await loop.run_in_executor(None, sys.stdin.read)
+        if squeezing is not None:
+            squeezing.cancel()
         print(
             json.dumps({"throttled": server.throttled, "max_in_flight": server.max_in_flight}),
             flush=True,
@@ -48,6 +65,9 @@ def main() -> None:
     parser.add_argument("--rate-burst", type=int, default=None)
     parser.add_argument("--cache", action="store_true")
     parser.add_argument("--no-retry-after", action="store_true")
+    parser.add_argument(
+        "--squeeze", help="START,END,RATE: between these epoch seconds, only RATE requests/s"
+    )
     parser.add_argument("--change-every", type=int, default=0, help="requests between changes")
     parser.add_argument("--delete", type=int, default=0, help="customers deleted at the front")
     parser.add_argument("--create", type=int, default=0, help="customers created at the front")
