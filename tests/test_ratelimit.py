@@ -242,28 +242,66 @@ def test_one_cut_keeps_at_least_half_the_plateau() -> None:
 
 
 def test_a_small_share_regains_as_many_requests_per_second_as_a_large_one() -> None:
-    # Cut to a tenth of 40/s by 429s that others' probes caused, while they took the budget.
-    state = Throttle(w_max=40.0, last_cut=0.0)
-    now = 5.0
-    while state.w_max > 4.0:
-        state = cut(state, now, 0.0)
-        now += 3.0
-    assert state.hold == 0.0
-    last = state.last_cut
-    # No hold, and a probe whose convex term is in requests/s: back to 0.8 of the budget
-    # 6.2 s after the last cut (4.2 s once its climb to the plateau is over).
-    assert (rate_at(state, last + 6.2) or 0.0) >= 32.0
-    # With a Retry-After pause the cut resumes on the plateau when the server has room again:
-    # 4.1 s after the pause.
-    paused = attrs.evolve(state, paused_at=last, paused_until=last + 1.0)
-    assert (rate_at(paused, last + 1.0 + 4.1) or 0.0) >= 32.0
-    large = Throttle(w_max=40.0, last_cut=last, hold=0.0)
+    # Cut to a tenth of 40/s by 429s that others' probes caused, with no rate held before.
+    state = Throttle(w_max=4.0, last_cut=0.0, hold=0.0)
+    # No hold, and a probe whose convex term is in requests/s: back to 0.8 of 40/s 6.2 s
+    # after the cut (4.2 s once its climb to the plateau is over).
+    assert (rate_at(state, 6.2) or 0.0) >= 32.0
+    large = Throttle(w_max=40.0, last_cut=0.0, hold=0.0)
     for seconds in (2.0, 3.0, 4.0):
-        at = last + 2.0 + seconds
+        at = 2.0 + seconds
         small_gain = (rate_at(state, at) or 0.0) - 0.9 * state.w_max
         large_gain = (rate_at(large, at) or 0.0) - 36.0
         assert small_gain >= 0.4 * seconds**3
         assert small_gain / large_gain > 0.4  # growth in proportion would give 0.1
+
+
+def deep_cut() -> Throttle:
+    """36/s held for six seconds, then cut to a tenth of 40/s by 429s others caused."""
+    state = Throttle(w_max=40.0, last_cut=0.0)
+    now = 8.0
+    while state.w_max > 4.0:
+        state = cut(state, now, 4.0)
+        now += 3.0
+    return state
+
+
+def test_a_deep_cut_doubles_back_to_the_rate_it_held() -> None:
+    state = deep_cut()
+    last = state.last_cut
+    assert state.hold == 0.0
+    assert state.peak == pytest.approx(36.0)  # what was held, remembered from the first cut
+    assert (rate_at(state, last + 2.5) or 0.0) == pytest.approx(7.2)  # its climb, then doubling
+    assert (rate_at(state, last + 3.0) or 0.0) == pytest.approx(14.4)
+    # 0.8 of the budget 3.8 s after the last cut, then the probe above what it held.
+    assert (rate_at(state, last + 3.8) or 0.0) >= 32.0
+    assert (rate_at(state, last + 8.0) or 0.0) > 40.0
+    # A Retry-After pause already let the server's bucket refill: doubling starts when it ends.
+    paused = attrs.evolve(state, paused_at=last, paused_until=last + 1.0)
+    assert (rate_at(paused, last + 1.0 + 1.8) or 0.0) >= 32.0
+    # Without that memory, the convex probe alone takes 6.2 s (above).
+    assert (rate_at(attrs.evolve(state, peak=0.0), last + 3.7) or 0.0) < 8.0
+
+
+def test_the_peak_is_a_rate_held_and_fades() -> None:
+    held = Throttle(w_max=40.0, last_cut=0.0)
+    # A 429 one second into the plateau: no rate was held long enough to remember.
+    assert cut(held, 3.0, 4.0).peak == 0.0
+    # A probe's top is not remembered, only what the server let through meanwhile.
+    probing = Throttle(w_max=10.0, last_cut=0.0, hold=0.0)  # 9/s, probing from 2 s
+    assert (rate_at(probing, 7.0) or 0.0) > 50.0
+    assert cut(probing, 7.0, 12.0).peak == pytest.approx(12.0)
+    # Remembered less and less: half of it a minute later. A plateau far below what is
+    # remembered is not held; one no longer far below it is held as any other.
+    state = deep_cut()
+    assert state.peak_at == 8.0
+    soon = attrs.evolve(state, w_max=10.0, last_cut=18.0)  # 9/s, probing from 20 s
+    assert cut(soon, 30.0, 10.0).hold == 0.0  # 28/s remembered: doubling back to it
+    late = attrs.evolve(state, w_max=10.0, last_cut=68.0)
+    expected = 10.0 * (9.0 / 20.0) ** (1 / 3)
+    assert cut(late, 80.0, 10.0).hold == pytest.approx(expected)  # 16/s remembered
+    # A RedisLimiter's state is the whole budget's: no other process cuts its share.
+    assert cut(Throttle(w_max=40.0, last_cut=0.0), 8.0, 4.0, shared=True).peak == 0.0
 
 
 def test_a_probe_that_overshoots_resumes_below_the_overshoot() -> None:
@@ -386,6 +424,39 @@ async def test_answers_to_the_first_window_do_not_widen_it() -> None:
     assert limiter._queue.slots.total == 8
     await send(limiter, 3)
     assert limiter._queue.slots.total == 11
+
+
+async def test_nothing_more_is_sent_until_the_whole_first_window_is_answered() -> None:
+    # Its answers arrive in a burst, those let through before the 429s of the others: a
+    # request sent on a place one freed would meet the bucket the window emptied.
+    limiter = Limiter(16)
+    answers = [anyio.Event() for _ in range(9)]
+    sent: list[int] = []
+
+    async def request(number: int) -> None:
+        async with limiter.slot() as sent_at:
+            sent.append(number)
+            await answers[number].wait()
+        await limiter.accepted(sent_at)
+
+    async with anyio.create_task_group() as group:
+        for number in range(9):
+            group.start_soon(request, number)
+            await anyio.sleep(0.001)
+        assert sent == list(range(8))  # the first window
+        answers[0].set()
+        await anyio.sleep(0.02)
+        assert sent == list(range(8))  # its place is free, but seven answers are still out
+        for number in range(1, 7):
+            answers[number].set()
+        await anyio.sleep(0.02)
+        assert sent == list(range(8))
+        answers[7].set()
+        await anyio.sleep(0.02)
+        assert sent == list(range(9))
+        answers[8].set()
+    # Later answers never hold anything back.
+    assert await send(limiter, 3)
 
 
 def test_429s_while_the_bucket_refills_after_a_cut_are_the_same_episode() -> None:

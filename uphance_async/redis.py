@@ -60,6 +60,8 @@ logger = logging.getLogger("uphance_async")
 _SLOT = 0.25  # seconds per counter of sends and 429s
 _SLOTS = round(WINDOW / _SLOT)  # the counters that make the measuring window
 _TTL = 3600  # seconds the state outlives the last request
+# Not the peak a limiter remembers of its own share: a shared state is the whole budget's,
+# which no other process's probe cuts.
 _FIELDS = ("w_max", "slow_start", "last_cut", "paused_until", "paused_at", "hold")
 _STATE = 1 + len(_FIELDS)  # the state's values in a script's answer: its version, then _FIELDS
 _UNKNOWN = Throttle()  # the state of a key Redis has no field of (its defaults)
