@@ -402,7 +402,7 @@ async def test_an_unknown_budget_starts_with_fewer_in_flight_until_answers_come(
         for _ in range(16):
             group.start_soon(hold)
         await anyio.sleep(0.05)
-        assert entered == 8  # the initial window
+        assert entered == 4  # the first window
         release.set()
     assert entered == 16
     fixed = Limiter(16, rate=1000.0)  # a known rate is paced instead: all may be in flight
@@ -443,20 +443,40 @@ async def test_nothing_more_is_sent_until_the_whole_first_window_is_answered() -
         for number in range(9):
             group.start_soon(request, number)
             await anyio.sleep(0.001)
-        assert sent == list(range(8))  # the first window
+        assert sent == list(range(4))  # the first window
         answers[0].set()
         await anyio.sleep(0.02)
-        assert sent == list(range(8))  # its place is free, but seven answers are still out
-        for number in range(1, 7):
-            answers[number].set()
+        # Let through: eight may now be in flight, but three answers are still out.
+        assert limiter._queue.slots.total == 8
+        assert sent == list(range(4))
+        answers[1].set()
+        answers[2].set()
         await anyio.sleep(0.02)
-        assert sent == list(range(8))
-        answers[7].set()
+        assert sent == list(range(4))
+        answers[3].set()
         await anyio.sleep(0.02)
         assert sent == list(range(9))
-        answers[8].set()
+        for number in range(4, 9):
+            answers[number].set()
     # Later answers never hold anything back.
     assert await send(limiter, 3)
+
+
+async def test_a_first_window_answered_with_a_429_is_not_widened() -> None:
+    clock = FakeClock()
+    limiter = Limiter(16, clock=clock, sleep=clock.sleep)
+    first = []
+    for _ in range(4):
+        async with limiter.slot() as sent_at:
+            first.append(sent_at)
+    clock.now += 0.05
+    await limiter.throttled(first[0], 1.0)
+    for sent_at in first[1:]:
+        await limiter.accepted(sent_at)
+    assert limiter._queue.slots.total == 4
+    clock.now += 1.0
+    await send(limiter, 2)
+    assert limiter._queue.slots.total == 6  # one more for each answer after the first
 
 
 def test_429s_while_the_bucket_refills_after_a_cut_are_the_same_episode() -> None:

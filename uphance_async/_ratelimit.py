@@ -22,8 +22,8 @@ are), changed where a request rate differs from a congestion window:
   halved instead.
 - **A first estimate is distrusted.** The first 429 usually ends a burst the server's bucket
   absorbed, so the rate then measured says little; the rate starts from that burst as if it
-  had been accepted over half a second (as later cuts are measured), and at least from a first
-  window's worth (16/s), and grows from it exponentially (slow start) until the next 429,
+  had been accepted over half a second (as later cuts are measured), and at least from eight
+  requests' worth (16/s), and grows from it exponentially (slow start) until the next 429,
   which does measure the server's limit. Processes starting together then start alike: the one
   whose first window the bucket took no longer starts at 20/s while the others, which found
   the bucket empty, start at 0.5/s and are cut to nothing by its overshoots.
@@ -69,20 +69,23 @@ are), changed where a request rate differs from a congestion window:
     small share to nothing.
 
   In ``python -m benchmarks fairness`` (four processes, 300 ``get()`` each, 40 requests/s,
-  burst 10; ideal 30 s) the slowest finished at 1.12-1.20 of the ideal over six runs
-  (median 1.18), with 4.2-5.1 % of requests answered 429 (1.21-1.79 before, median 1.64 over
-  nine runs: one process took the budget at the start and the others shared what was left).
-  A shared ``RedisLimiter`` (one state, so a 429 on its plateau cannot come from another's
-  probe, and the hold is kept) remains the way to exact fairness and fewer 429s: 1.11-1.17,
-  0.9-1.7 %.
-- **A small first window.** Against an unknown budget, at most eight requests are in flight
-  before the server has answered, then one more for each answer that is not a 429 to a
-  request sent after the first answer came (TCP's initial window, widened once a round trip
-  has shown the budget has room: the first window's answers arrive in one burst, and widening
-  on them sends more at a bucket the window may just have emptied). Nothing more is sent
-  until the whole first window has been answered: the answers let through come back before
-  the others' 429s, and a request sent on a place one of them freed met that emptied bucket
-  too (in the simulation of four processes starting together, 8 of their 58 429s).
+  burst 10; ideal 30 s) the slowest finished at 1.07-1.24 of the ideal over six runs
+  (median 1.14), with 3.5-4.5 % of requests answered 429 (1.21-1.79 before these rules,
+  median 1.64 over nine runs: one process took the budget at the start and the others shared
+  what was left). A shared ``RedisLimiter`` (one state, so a 429 on its plateau cannot come
+  from another's probe, and the hold is kept) remains the way to exact fairness and fewer
+  429s: 1.11-1.17, 0.7-2.0 %.
+- **A small first window.** Against an unknown budget, at most four requests are in flight
+  before the server has answered; once it has, without a 429, eight; then one more for each
+  answer that is not a 429 to a request sent after the first answer came (TCP's initial
+  window, widened once a round trip has shown the budget has room: the first window's answers
+  arrive in one burst, and widening on them sends more at a bucket the window may just have
+  emptied). Nothing more is sent until the whole first window has been answered: the answers
+  let through come back before the others' 429s, and a request sent on a place one of them
+  freed met that emptied bucket too. Four processes starting together each sent eight at a
+  bucket of ten: in the simulation of the fairness benchmark, 25 of their 52 429s came in
+  the first two seconds, and 13 of 41 with four each. A stream, whose first page goes alone,
+  still has eight in flight once it is answered.
 - **On schedule.** Sends are spaced from when each was due, not from when its timer fired: a
   timer's lateness would otherwise lengthen every interval.
 - **No stampede.** Requests pass a gate one at a time, each at least ``1 / rate`` after the one
@@ -138,7 +141,8 @@ _MIN_RATE = 0.5
 WINDOW = 2.0  # seconds of accepted requests kept
 _MEASURE = 0.5  # the last seconds the cut is measured on: when the server refused, not before
 _MIN_CUT_INTERVAL = 0.05
-_INITIAL_WINDOW = 8  # requests in flight at once before the server has answered (adaptive)
+_FIRST_WINDOW = 4  # requests in flight at once before the server has answered (adaptive)
+_INITIAL_WINDOW = 8  # once its first answer was not a 429; and a first slow start's floor
 _SETTLE = 0.5  # seconds after a cut in which 429s still belong to its episode
 _NAP = 0.1  # the longest a waiting request sleeps before it looks at the rate again
 NEVER = -1e18  # a time long past (finite, so that it survives a trip through Redis)
@@ -305,7 +309,7 @@ def after_429(
     else:
         # A burst the server absorbed: start from it, as if it had been accepted over the
         # measuring window as later cuts are, and grow fast until the next 429. At least
-        # from the first window's worth: processes starting together that found the bucket
+        # from eight requests' worth: processes starting together that found the bucket
         # emptied by the others start where the lucky one does, not from nothing.
         w_max, slow_start = max(accepted_count, _INITIAL_WINDOW) / _MEASURE, True
     decided = attrs.evolve(state, w_max=w_max, slow_start=slow_start, last_cut=now)
@@ -571,10 +575,9 @@ class Limiter:
         self._sleep = sleep
         self._fixed = checked_rate(rate)
         if self._fixed is None:
-            # TCP's initial window: fewer at once before the server has answered, one more
-            # for each answer that is not a 429. A start against an unknown budget then spends
-            # fewer requests on 429s (four processes starting together: 4.5 % of all, from 6).
-            self._queue.slots.total = min(_INITIAL_WINDOW, max_in_flight)
+            # TCP's initial window: fewer at once before the server has answered (see "A
+            # small first window" above).
+            self._queue.slots.total = min(_FIRST_WINDOW, max_in_flight)
         self._state = Throttle()
         # asyncio's lock takes a free gate without a turn of the loop; anyio's would not.
         self._gate = asyncio.Lock()
@@ -690,6 +693,8 @@ class Limiter:
             return
         if self._first_answer is None:
             self._first_answer = self._clock()
+            while self._queue.slots.total < min(_INITIAL_WINDOW, self._max_in_flight):
+                self._queue.slots.grow()
         elif self._queue.slots.total < self._max_in_flight and sent_at >= self._first_answer:
             self._queue.slots.grow()
         self._accepted.append(sent_at)
