@@ -409,17 +409,23 @@ async def test_an_unknown_budget_starts_with_fewer_in_flight_until_answers_come(
     assert fixed._queue.slots.total == 16
 
 
-async def test_answers_to_the_first_window_do_not_widen_it() -> None:
-    # A first window the server's bucket absorbed answers in a burst: widening it then would
-    # only send more at the bucket it has just emptied. Answers to later sends widen it.
-    clock = FakeClock()
-    limiter = Limiter(16, clock=clock, sleep=clock.sleep)
+async def sent_before_any_answer(limiter: Limiter, clock: FakeClock, count: int) -> list[float]:
+    """The send times of ``count`` requests sent before any answer came, a moment ago."""
     first = []
-    for _ in range(8):
+    for _ in range(count):
         async with limiter.slot() as sent_at:
             first.append(sent_at)
     clock.now += 0.05
-    for sent_at in first:
+    return first
+
+
+async def test_answers_to_the_first_window_do_not_widen_it() -> None:
+    # A first window the server's bucket absorbed answers in a burst: widening it then would
+    # only send more at the bucket it has just emptied. Its first answer, if not a 429, opens
+    # eight places; answers to later sends widen it.
+    clock = FakeClock()
+    limiter = Limiter(16, clock=clock, sleep=clock.sleep)
+    for sent_at in await sent_before_any_answer(limiter, clock, 8):
         await limiter.accepted(sent_at)
     assert limiter._queue.slots.total == 8
     await send(limiter, 3)
@@ -465,11 +471,7 @@ async def test_nothing_more_is_sent_until_the_whole_first_window_is_answered() -
 async def test_a_first_window_answered_with_a_429_is_not_widened() -> None:
     clock = FakeClock()
     limiter = Limiter(16, clock=clock, sleep=clock.sleep)
-    first = []
-    for _ in range(4):
-        async with limiter.slot() as sent_at:
-            first.append(sent_at)
-    clock.now += 0.05
+    first = await sent_before_any_answer(limiter, clock, 4)
     await limiter.throttled(first[0], 1.0)
     for sent_at in first[1:]:
         await limiter.accepted(sent_at)
