@@ -468,6 +468,29 @@ async def test_nothing_more_is_sent_until_the_whole_first_window_is_answered() -
     assert await send(limiter, 3)
 
 
+async def test_a_slow_call_in_the_first_window_holds_the_others_back_half_a_second() -> None:
+    limiter = Limiter(16)
+    slow = anyio.Event()
+    sent: list[float] = []
+
+    async def request(answer: anyio.Event | None) -> None:
+        async with limiter.slot() as sent_at:
+            sent.append(anyio.current_time())
+            if answer is not None:
+                await answer.wait()
+        await limiter.accepted(sent_at)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(request, slow)
+        await anyio.sleep(0.001)
+        group.start_soon(request, None)  # answered at once: the first answer
+        await anyio.sleep(0.001)
+        began = anyio.current_time()
+        await request(None)  # waits for the slow one, but not for ever
+        assert 0.4 < sent[-1] - began < 1.0
+        slow.set()
+
+
 async def test_a_first_window_answered_with_a_429_is_not_widened() -> None:
     clock = FakeClock()
     limiter = Limiter(16, clock=clock, sleep=clock.sleep)

@@ -80,9 +80,10 @@ are), changed where a request rate differs from a congestion window:
   answer that is not a 429 to a request sent after the first answer came (TCP's initial
   window, widened once a round trip has shown the budget has room: the first window's answers
   arrive in one burst, and widening on them sends more at a bucket the window may just have
-  emptied). Nothing more is sent until the whole first window has been answered: the answers
-  let through come back before the others' 429s, and a request sent on a place one of them
-  freed met that emptied bucket too. Four processes starting together each sent eight at a
+  emptied). Nothing more is sent until the whole first window has been answered (or half a
+  second has passed: a slow call must not hold the others back): the answers let through
+  come back before the others' 429s, and a request sent on a place one of them freed met
+  that emptied bucket too. Four processes starting together each sent eight at a
   bucket of ten: in the simulation of the fairness benchmark, 25 of their 52 429s came in
   the first two seconds, and 13 of 41 with four each. A stream, whose first page goes alone,
   still has eight in flight once it is answered.
@@ -143,6 +144,7 @@ _MEASURE = 0.5  # the last seconds the cut is measured on: when the server refus
 _MIN_CUT_INTERVAL = 0.05
 _FIRST_WINDOW = 4  # requests in flight at once before the server has answered (adaptive)
 _INITIAL_WINDOW = 8  # once its first answer was not a 429; and a first slow start's floor
+_WINDOW_WAIT = 0.5  # the longest a send waits for the rest of the first window's answers
 _SETTLE = 0.5  # seconds after a cut in which 429s still belong to its episode
 _NAP = 0.1  # the longest a waiting request sleeps before it looks at the rate again
 NEVER = -1e18  # a time long past (finite, so that it survives a trip through Redis)
@@ -654,9 +656,11 @@ class Limiter:
         async with self._gate:
             if self._first_answer is not None and self._unanswered:
                 # Those let through come back before the others' 429s: a request sent on a
-                # place one of them freed would meet the bucket the window emptied.
+                # place one of them freed would meet the bucket the window emptied. Not for
+                # long, though: one slow call must not hold every other back.
                 self._window_answered = self._window_answered or anyio.Event()
-                await self._window_answered.wait()
+                with anyio.move_on_after(_WINDOW_WAIT):
+                    await self._window_answered.wait()
             while True:
                 now = self._clock()
                 rate = self.rate
