@@ -69,12 +69,12 @@ are), changed where a request rate differs from a congestion window:
     small share to nothing.
 
   In ``python -m benchmarks fairness`` (four processes, 300 ``get()`` each, 40 requests/s,
-  burst 10; ideal 30 s) the slowest finished at 1.07-1.24 of the ideal over six runs
-  (median 1.14), with 3.5-4.5 % of requests answered 429 (1.21-1.79 before these rules,
+  burst 10; ideal 30 s) the slowest finished at 1.07-1.27 of the ideal over nine runs
+  (median 1.16), with 3.1-4.5 % of requests answered 429 (1.21-1.79 before these rules,
   median 1.64 over nine runs: one process took the budget at the start and the others shared
   what was left). A shared ``RedisLimiter`` (one state, so a 429 on its plateau cannot come
   from another's probe, and the hold is kept) remains the way to exact fairness and fewer
-  429s: 1.11-1.17, 0.7-2.0 %.
+  429s: 1.11-1.21, 0.7-2.8 %.
 - **A small first window.** Against an unknown budget, at most four requests are in flight
   before the server has answered; once it has, without a 429, eight; then one more for each
   answer that is not a 429 to a request sent after the first answer came (TCP's initial
