@@ -204,8 +204,8 @@ def rate_at(state: Throttle, now: float) -> float | None:
     # again finds it in seconds.
     probe = max(0.0, _probing_for(state, elapsed))
     plateau = _plateau(state)
-    peak = _peak(state, now)
-    if plateau < _FAR * peak:
+    peak = _regain_to(state, now)
+    if peak is not None:
         # Far below a rate it held not long ago (others' probes cut it, or the server was
         # busy): the room is likely back, so double up to that rate (slow start), and probe
         # above it from there.
@@ -215,6 +215,15 @@ def rate_at(state: Throttle, now: float) -> float | None:
         plateau, probe = peak, probe - doubling
     relative = 1 + _PROBE * probe + (probe / _CONVEX) ** 3
     return max(_MIN_RATE, plateau * relative + _CONVEX_RATE * probe**3)
+
+
+def _regain_to(state: Throttle, now: float) -> float | None:
+    """The rate remembered, when the plateau is far enough below it to double back to it
+    (``None``: hold and probe as usual)."""
+    if not state.peak:
+        return None
+    peak = _peak(state, now)
+    return peak if _plateau(state) < _FAR * peak else None
 
 
 def _peak(state: Throttle, now: float) -> float:
@@ -322,8 +331,8 @@ def after_429(
     if current is not None and held and kept > _peak(state, now):
         decided = attrs.evolve(decided, peak=kept, peak_at=now)
     # Far below the peak, holding would only delay the climb back to it.
-    far = _plateau(decided) < _FAR * _peak(decided, now)
-    return attrs.evolve(decided, hold=_hold_for(_plateau(decided)) if holds and not far else 0.0)
+    holds = holds and _regain_to(decided, now) is None
+    return attrs.evolve(decided, hold=_hold_for(_plateau(decided)) if holds else 0.0)
 
 
 def _hold_for(plateau: float) -> float:
@@ -645,9 +654,10 @@ class Limiter:
                 yield sent_at
             finally:
                 self._rtt = smoothed(self._rtt, self._clock() - sent_at)
-                self._unanswered -= first
-                if not self._unanswered and self._window_answered is not None:
-                    self._window_answered.set()
+                if first:
+                    self._unanswered -= 1
+                    if not self._unanswered and self._window_answered is not None:
+                        self._window_answered.set()
 
     async def _wait_turn(self) -> float:
         # One request at a time waits at the gate (in arrival order); it leaves once the rate
