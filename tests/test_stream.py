@@ -116,6 +116,36 @@ async def test_the_page_handed_out_is_let_go_before_the_next_is_decoded() -> Non
     assert found_alive == [0, 1, 1, 1]
 
 
+async def test_the_middle_generation_is_collected_between_pages() -> None:
+    """A collection of the collector's middle generation while a page is alive would move its
+    records to the oldest generation: it runs between pages instead, when nearly due."""
+    records_in_young: list[int] = []
+
+    class Pages(_CountedPages):
+        def parse(self, body: bytes) -> Page[Any]:
+            page = super().parse(body)
+            return Page(items=tuple(_Record(item["id"]) for item in page.items), meta=page.meta)
+
+    def young_records(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 1:
+            young = gc.get_objects(0) + gc.get_objects(1)
+            records_in_young.append(sum(type(thing) is _Record for thing in young))
+
+    stream = PageStream[_Record](Pages(pages=120, size=150), key=id_key, concurrency=4)
+    before = gc.get_threshold()
+    gc.set_threshold(200, 10)  # a page's parse makes one or two collections of the youngest
+    gc.callbacks.append(young_records)
+    try:
+        async with stream:
+            assert len([record.id async for record in stream]) == 18000
+    finally:
+        gc.callbacks.remove(young_records)
+        gc.set_threshold(*before)
+    assert len(records_in_young) >= 10
+    # At most the record the consumer's loop variable holds: never a page.
+    assert max(records_in_young) <= 1
+
+
 async def test_a_consumer_cancelled_while_waiting_loses_nothing() -> None:
     source = _CountedPages(pages=6, size=10, delay=0.05)
     seen: list[int] = []

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import time
 import weakref
@@ -54,6 +55,24 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+def _collect_between_pages() -> None:
+    """Collect the collector's middle generation now, between two pages, if it is nearly due.
+
+    A page's records are alive while it is decoded and handed out; the middle generation
+    collected then would move them to the oldest, whose collections walk every object of the
+    process (45,000 in the benchmark: 10 to 18 ms each), although they die a page later.
+    Collected here, once the consumer let the last page go, only what is still alive moves. A
+    page of 100 customers makes one or two collections of the youngest generation, so "nearly"
+    is within two. The thresholds are the interpreter's, and nothing runs while the collector
+    is disabled.
+    """
+    if not gc.isenabled():
+        return
+    due = gc.get_threshold()[1]
+    if due and gc.get_count()[1] + 2 >= due:
+        gc.collect(1)
 
 
 # A page that brings no item not seen before happens when the list changes during a crawl;
@@ -220,6 +239,7 @@ class PageStream(Generic[T]):
         # oldest generation, whose collections walk every object of the process).
         self._items = self._page_items = ()
         self._index = 0
+        _collect_between_pages()
         while True:
             if self._closed_by is not None:
                 raise self._closed_by
