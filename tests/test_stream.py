@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -547,9 +548,11 @@ def test_seen_keys_match_a_plain_set(pages: list[list[int | str]]) -> None:
     from uphance_async._dedupe import SeenKeys
 
     class Small(SeenKeys):
-        # Settle often into short runs, so that several runs are exercised on small inputs.
+        # Settle often into short runs, so that several runs are exercised on small inputs,
+        # behind a filter small enough that unseen keys often find their bit set.
         _BATCH = 16
         _RUN = 48
+        _FILTER = 64
 
     seen, reference = Small(), set()
     for page in pages:
@@ -559,6 +562,27 @@ def test_seen_keys_match_a_plain_set(pages: list[list[int | str]]) -> None:
                 reference.add(key)
                 expected.append(key)
         assert list(seen.fresh(page, list(page))) == expected
+
+
+@pytest.mark.parametrize("filter_bits", [64, 1 << 16])
+def test_seen_keys_out_of_id_order_are_found_again(filter_bits: int) -> None:
+    """A list not in id order: pages fall within the runs' ranges, behind a filter whose bits
+    are shared by many keys (64) or by none (2**16, more than the keys' range)."""
+    from uphance_async._dedupe import SeenKeys
+
+    class Small(SeenKeys):
+        _BATCH = 16
+        _RUN = 48
+        _FILTER = filter_bits
+
+    order = list(range(0, 2000, 7))
+    random.Random(3).shuffle(order)
+    pages = [order[start : start + 10] for start in range(0, len(order), 10)]
+    seen = Small()
+    assert all(list(seen.fresh(page, list(page))) == page for page in pages)
+    assert not any(seen.fresh(page, list(page)) for page in pages)
+    mixed = [order[0], 1, order[150], 2]
+    assert list(seen.fresh(mixed, list(mixed))) == [1, 2]
 
 
 _IDS = st.integers(min_value=-(2**64), max_value=2**64) | st.sampled_from(["7", "a", None, True])

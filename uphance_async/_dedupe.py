@@ -58,17 +58,22 @@ class SeenKeys:
     """Every key a stream handed out, in little memory whatever the stream's length.
 
     A set of a million ints costs about 60 MB; here int keys settle, 8192 at a time, into sorted
-    arrays of 8 bytes a key (each run at most 65536 keys, so settling never copies more), and
-    only the latest batch stays a set. Other keys stay in a set.
+    arrays of 8 bytes a key (a batch beyond the last run extends it; others merge into runs of
+    at most 65536 keys, so settling never copies more), and only the latest batch stays a set.
+    Other keys stay in a set. A list not in id order puts a page within the runs' ranges: its
+    keys are first looked up in a filter of one bit per key modulo 2**23 (1 MB, made then), and
+    only those whose bit is set are searched in the runs.
     """
 
     _BATCH = 8192
     _RUN = 65536
+    _FILTER = 1 << 23
 
     def __init__(self) -> None:
         self._recent: set[int] = set()
         self._runs: list[array[int]] = []
         self._others: set[Hashable] = set()
+        self._filter: bytearray | None = None
 
     def fresh(self, items: Sequence[Any], keys: list[Hashable]) -> Sequence[Any]:
         """The ``items`` (whose keys are ``keys``) not seen before, in order; remembers them."""
@@ -93,10 +98,13 @@ class SeenKeys:
         low, high = min(ints), max(ints)
         if low < -(2**63) or high >= 2**63:
             return False
+        candidates: list[int] | None = None
         for run in self._runs:
             if high < run[0] or low > run[-1]:
                 continue
-            for key in ints:
+            if candidates is None:
+                candidates = self._maybe_settled(ints)
+            for key in candidates:
                 index = bisect_left(run, key)
                 if index < len(run) and run[index] == key:
                     return False
@@ -122,11 +130,32 @@ class SeenKeys:
             self._settle()
         return True
 
+    def _maybe_settled(self, keys: list[int]) -> list[int]:
+        """Those of ``keys`` whose bit is set in the filter (the others were never settled);
+        the filter is made from the runs when first needed."""
+        if self._filter is None:
+            self._filter = bytearray(self._FILTER // 8)
+            for run in self._runs:
+                self._mark(run)
+        bits, mask = self._filter, self._FILTER // 8 - 1
+        return [key for key in keys if bits[key >> 3 & mask] >> (key & 7) & 1]
+
+    def _mark(self, keys: Iterable[int]) -> None:
+        bits, mask = self._filter, self._FILTER // 8 - 1
+        assert bits is not None
+        for key in keys:
+            bits[key >> 3 & mask] |= 1 << (key & 7)
+
     def _settle(self) -> None:
-        batch = sorted(self._recent)
+        batch = array("q", sorted(self._recent))
         self._recent = set()
-        if self._runs and len(self._runs[-1]) + len(batch) <= self._RUN:
-            # Two sorted runs: timsort merges them in one linear pass.
-            self._runs[-1] = array("q", sorted([*self._runs[-1], *batch]))
+        if self._filter is not None:
+            self._mark(batch)
+        last = self._runs[-1] if self._runs else None
+        if last is not None and batch[0] > last[-1]:
+            last.extend(batch)  # a list in id order: the batch goes after the run, unmerged
+        elif last is None or len(last) + len(batch) > self._RUN:
+            self._runs.append(batch)
         else:
-            self._runs.append(array("q", batch))
+            # Two sorted runs: timsort merges them in one linear pass.
+            self._runs[-1] = array("q", sorted([*last, *batch]))
