@@ -147,6 +147,33 @@ async def test_the_middle_generation_is_collected_between_pages() -> None:
     assert max(records_in_young) <= 1
 
 
+@pytest.mark.parametrize("off", ["disabled", "threshold zero"])
+async def test_a_collector_turned_off_is_left_alone(off: str) -> None:
+    collections: list[int] = []
+
+    def counted(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    stream = PageStream[dict[str, int]](
+        _CountedPages(pages=40, size=150), key=id_key, concurrency=4
+    )
+    before, enabled = gc.get_threshold(), gc.isenabled()
+    gc.set_threshold(*((0, 1) if off == "threshold zero" else (700, 1)))
+    if off == "disabled":
+        gc.disable()
+    gc.callbacks.append(counted)
+    try:
+        async with stream:
+            assert len([record async for record in stream]) == 6000
+    finally:
+        gc.callbacks.remove(counted)
+        gc.set_threshold(*before)
+        if enabled:
+            gc.enable()
+    assert collections == []
+
+
 async def test_a_consumer_cancelled_while_waiting_loses_nothing() -> None:
     source = _CountedPages(pages=6, size=10, delay=0.05)
     seen: list[int] = []

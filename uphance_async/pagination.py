@@ -66,12 +66,11 @@ def _collect_between_pages() -> None:
     Collected here, once the consumer let the last page go, only what is still alive moves. A
     page of 100 customers makes one or two collections of the youngest generation, so "nearly"
     is within two. The thresholds are the interpreter's, and nothing runs while the collector
-    is disabled.
+    is disabled (``gc.disable()``, or a threshold of zero).
     """
-    if not gc.isenabled():
-        return
-    due = gc.get_threshold()[1]
-    if due and gc.get_count()[1] + 2 >= due:
+    thresholds = gc.get_threshold()
+    due = thresholds[1]
+    if thresholds[0] and due and gc.isenabled() and gc.get_count()[1] + 2 >= due:
         gc.collect(1)
 
 
