@@ -183,9 +183,7 @@ def decoded_check(cl: type) -> Callable[[Any], bool] | None:
     """The check that a ``cl`` decoded by msgspec equals what the converter makes of the same
     JSON (see :func:`_fastpath.build_check`); ``None`` when there is nothing to check."""
     if cl not in _CHECKS:
-        for nested in _fastpath.held_classes(cl):
-            decoded_check(nested)
-        _CHECKS[cl] = _fastpath.build_check(cl, _CHECKS)
+        _CHECKS[cl] = _fastpath.build_check(cl)
     return _CHECKS[cl]
 
 

@@ -122,33 +122,40 @@ def build(cl: type, known: dict[type, Callable[[Any], Any]]) -> Callable[[Any], 
     return function
 
 
-def build_check(cl: type, known: dict[type, Callable[[Any], bool] | None]) -> Any:
+def build_check(cl: type) -> Any:
     """A function telling whether an instance of attrs class ``cl`` that msgspec decoded holds
     only values the converter would have made alike: amounts finite (msgspec reads "NaN" as
-    one) and timestamps with a zone (the converter puts a naive one in UTC). ``None`` when
-    ``cl`` holds nothing to check; nested classes must already be in ``known``."""
-    hints = typing.get_type_hints(cl)
-    names: dict[str, Any] = {}
-    lines = ["def check(o):"]
-    for index, field in enumerate(attrs.fields(cl)):
-        kind = unwrap_optional(hints[field.name])
-        test = None
-        if kind is Decimal:
-            test = "not v.is_finite()"
-        elif kind is datetime:
-            test = "v.tzinfo is None"
-        elif attrs.has(kind) and known.get(kind) is not None:
-            names[f"c{index}"] = known[kind]
-            test = f"not c{index}(v)"
-        elif typing.get_origin(kind) is tuple and known.get(typing.get_args(kind)[0]) is not None:
-            names[f"c{index}"] = known[typing.get_args(kind)[0]]
-            lines += [f"    for v in o.{field.name}:", f"        if not c{index}(v): return False"]
-        if test is not None:
-            lines += [f"    v = o.{field.name}", f"    if v is not None and {test}: return False"]
-    if len(lines) == 1:
+    one) and timestamps with a zone (the converter puts a naive one in UTC). The classes ``cl``
+    holds are checked inline, without a call per nested object. ``None`` when ``cl`` holds
+    nothing to check."""
+    body = _check_lines(cl, "o", 1)
+    if not body:
         return None
-    lines.append("    return True")
-    return _compiled(lines, names, f"msgspec check {cl.__module__}.{cl.__qualname__}")
+    lines = ["def check(o):", *body, "    return True"]
+    return _compiled(lines, {}, f"msgspec check {cl.__module__}.{cl.__qualname__}")
+
+
+def _check_lines(cl: type, var: str, depth: int) -> list[str]:
+    """The lines of :func:`build_check` for the instance of ``cl`` named ``var``, indented
+    ``depth`` times; each depth has names of its own."""
+    hints = typing.get_type_hints(cl)
+    pad, value, held = "    " * depth, f"v{depth}", f"o{depth}"
+    lines: list[str] = []
+    for field in attrs.fields(cl):
+        kind = unwrap_optional(hints[field.name])
+        test = {Decimal: f"not {value}.is_finite()", datetime: f"{value}.tzinfo is None"}.get(kind)
+        if test is not None:
+            lines += [
+                f"{pad}{value} = {var}.{field.name}",
+                f"{pad}if {value} is not None and {test}: return False",
+            ]
+        elif attrs.has(kind) and (inner := _check_lines(kind, held, depth + 1)):
+            lines += [f"{pad}{held} = {var}.{field.name}", f"{pad}if {held} is not None:", *inner]
+        elif typing.get_origin(kind) is tuple and attrs.has(typing.get_args(kind)[0]):
+            inner = _check_lines(typing.get_args(kind)[0], held, depth + 1)
+            if inner:
+                lines += [f"{pad}for {held} in {var}.{field.name}:", *inner]
+    return lines
 
 
 def _compiled(lines: list[str], names: dict[str, Any], title: str) -> Any:
