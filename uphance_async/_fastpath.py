@@ -143,7 +143,11 @@ def _check_lines(cl: type, var: str, depth: int) -> list[str]:
     lines: list[str] = []
     for field in attrs.fields(cl):
         kind = unwrap_optional(hints[field.name])
-        test = {Decimal: f"not {value}.is_finite()", datetime: f"{value}.tzinfo is None"}.get(kind)
+        test = None
+        if kind is Decimal:
+            test = f"not {value}.is_finite()"
+        elif kind is datetime:
+            test = f"{value}.tzinfo is None"
         if test is not None:
             lines += [
                 f"{pad}{value} = {var}.{field.name}",
