@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import random
 import weakref
@@ -117,6 +118,26 @@ async def test_the_page_handed_out_is_let_go_before_the_next_is_decoded() -> Non
     assert found_alive == [0, 1, 1, 1]
 
 
+@contextlib.contextmanager
+def collector(
+    thresholds: tuple[int, int], told: Callable[[str, dict[str, int]], None], *, on: bool = True
+) -> Iterator[None]:
+    """The collector with these two thresholds (and turned off unless ``on``), telling ``told``
+    of each collection; as it was afterwards."""
+    before, enabled = gc.get_threshold(), gc.isenabled()
+    gc.set_threshold(*thresholds)
+    if not on:
+        gc.disable()
+    gc.callbacks.append(told)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(told)
+        gc.set_threshold(*before)
+        if enabled:
+            gc.enable()
+
+
 async def test_the_middle_generation_is_collected_between_pages() -> None:
     """A collection of the collector's middle generation while a page is alive would move its
     records to the oldest generation: it runs between pages instead, when nearly due."""
@@ -133,15 +154,10 @@ async def test_the_middle_generation_is_collected_between_pages() -> None:
             records_in_young.append(sum(type(thing) is _Record for thing in young))
 
     stream = PageStream[_Record](Pages(pages=120, size=150), key=id_key, concurrency=4)
-    before = gc.get_threshold()
-    gc.set_threshold(200, 10)  # a page's parse makes one or two collections of the youngest
-    gc.callbacks.append(young_records)
-    try:
+    # A page's parse makes one or two collections of the youngest generation.
+    with collector((200, 10), young_records):
         async with stream:
             assert len([record.id async for record in stream]) == 18000
-    finally:
-        gc.callbacks.remove(young_records)
-        gc.set_threshold(*before)
     assert len(records_in_young) >= 10
     # At most the record the consumer's loop variable holds: never a page.
     assert max(records_in_young) <= 1
@@ -158,19 +174,10 @@ async def test_a_collector_turned_off_is_left_alone(off: str) -> None:
     stream = PageStream[dict[str, int]](
         _CountedPages(pages=40, size=150), key=id_key, concurrency=4
     )
-    before, enabled = gc.get_threshold(), gc.isenabled()
-    gc.set_threshold(*((0, 1) if off == "threshold zero" else (700, 1)))
-    if off == "disabled":
-        gc.disable()
-    gc.callbacks.append(counted)
-    try:
+    thresholds = (0, 1) if off == "threshold zero" else (700, 1)
+    with collector(thresholds, counted, on=off != "disabled"):
         async with stream:
             assert len([record async for record in stream]) == 6000
-    finally:
-        gc.callbacks.remove(counted)
-        gc.set_threshold(*before)
-        if enabled:
-            gc.enable()
     assert collections == []
 
 
@@ -565,6 +572,20 @@ async def test_servers_with_little_or_no_meta(
     assert sorted(asked) == expected_asks
 
 
+def small_seen_keys(filter_bits: int) -> Any:
+    """A ``SeenKeys`` that settles often into short runs, so that several runs are exercised
+    on small inputs, behind a filter of ``filter_bits`` (small: unseen keys often find their
+    bit set)."""
+    from uphance_async._dedupe import SeenKeys
+
+    class Small(SeenKeys):
+        _BATCH = 16
+        _RUN = 48
+        _FILTER = filter_bits
+
+    return Small()
+
+
 @given(
     st.lists(
         st.lists(st.integers(min_value=-(2**64), max_value=2**64) | st.sampled_from(["a", "b"])),
@@ -572,16 +593,7 @@ async def test_servers_with_little_or_no_meta(
     )
 )
 def test_seen_keys_match_a_plain_set(pages: list[list[int | str]]) -> None:
-    from uphance_async._dedupe import SeenKeys
-
-    class Small(SeenKeys):
-        # Settle often into short runs, so that several runs are exercised on small inputs,
-        # behind a filter small enough that unseen keys often find their bit set.
-        _BATCH = 16
-        _RUN = 48
-        _FILTER = 64
-
-    seen, reference = Small(), set()
+    seen, reference = small_seen_keys(64), set()
     for page in pages:
         expected = []
         for key in page:
@@ -595,17 +607,10 @@ def test_seen_keys_match_a_plain_set(pages: list[list[int | str]]) -> None:
 def test_seen_keys_out_of_id_order_are_found_again(filter_bits: int) -> None:
     """A list not in id order: pages fall within the runs' ranges, behind a filter whose bits
     are shared by many keys (64) or by none (2**16, more than the keys' range)."""
-    from uphance_async._dedupe import SeenKeys
-
-    class Small(SeenKeys):
-        _BATCH = 16
-        _RUN = 48
-        _FILTER = filter_bits
-
     order = list(range(0, 2000, 7))
     random.Random(3).shuffle(order)
     pages = [order[start : start + 10] for start in range(0, len(order), 10)]
-    seen = Small()
+    seen = small_seen_keys(filter_bits)
     assert all(list(seen.fresh(page, list(page))) == page for page in pages)
     assert not any(seen.fresh(page, list(page)) for page in pages)
     mixed = [order[0], 1, order[150], 2]
